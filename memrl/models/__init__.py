@@ -1,0 +1,51 @@
+"""Memory cores: pure PyTorch, no Ray, no RLlib. ``make_core(name, input_dim=..., **kwargs)``."""
+
+from __future__ import annotations
+
+import importlib
+
+from memrl.models.base import MASK_SUFFIX, MemoryCore, State, StateSpec
+
+# name -> module under memrl.models holding a MemoryCore subclass with that ``name``. Imported
+# lazily so that building one core does not import the others.
+_REGISTRY: dict[str, str] = {
+    "gru": "recurrent",
+    "lstm": "recurrent",
+    "trxl": "trxl",
+    "gtrxl": "gtrxl",
+    "relit": "relit",
+    "arelit": "arelit",
+    "brt": "brt",
+    "local_xl": "local_xl",
+}
+CORES: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def core_class(name: str) -> type[MemoryCore]:
+    """The class registered as ``name``; ValueError listing the valid names otherwise."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown core {name!r}; valid cores: {', '.join(CORES)}")
+    module = importlib.import_module(f"memrl.models.{_REGISTRY[name]}")
+    for obj in vars(module).values():
+        if isinstance(obj, type) and issubclass(obj, MemoryCore) and obj.name == name:
+            return obj
+    raise RuntimeError(f"memrl.models.{_REGISTRY[name]} defines no core named {name!r}")
+
+
+def make_core(name: str, input_dim: int, **kwargs: object) -> MemoryCore:
+    """Build core ``name`` for inputs of size ``input_dim``.
+
+    Raises ValueError for an unknown name or an unknown keyword, listing the valid ones.
+    """
+    cls = core_class(name)
+    valid = cls.hyperparameters()
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"unknown argument(s) {unknown} for core {name!r}; valid: "
+            + ", ".join(f"{k}={v!r}" for k, v in valid.items())
+        )
+    return cls(input_dim, **kwargs)
+
+
+__all__ = ["CORES", "MASK_SUFFIX", "MemoryCore", "State", "StateSpec", "core_class", "make_core"]

@@ -1,0 +1,24 @@
+"""Small configurations of every core, shared by the core, replay and RLlib tests.
+
+Each is small enough for a CPU test yet exercises the mechanism: window cores get memories
+shorter than the test sequences (so windows slide and wrap), the block-recurrent core a block
+that does not divide the sequence length.
+"""
+
+SMALL_CORE_KWARGS: dict[str, dict] = {
+    "gru": dict(hidden_size=16, num_layers=2),
+    "lstm": dict(hidden_size=16, num_layers=2),
+    "trxl": dict(d_model=16, num_layers=2, num_heads=2, memory_len=6, d_ff=32),
+    "gtrxl": dict(d_model=16, num_layers=2, num_heads=2, memory_len=6, d_ff=32),
+    "relit": dict(d_model=16, num_layers=2, num_heads=2, nu=2, d_ff=32),
+    "arelit": dict(d_model=16, num_layers=2, num_heads=2, nu=2, r=2, d_ff=32),
+    "brt": dict(d_model=16, num_layers=2, num_heads=2, block_len=5, num_state=3, d_ff=32),
+    "local_xl": dict(d_model=16, num_layers=2, num_heads=2, window=6, d_ff=32),
+}
+
+# Extra variants that must pass the same contract (multi-query attention).
+VARIANTS: list[tuple[str, dict]] = [
+    ("trxl", dict(SMALL_CORE_KWARGS["trxl"], kv_heads=1)),
+    ("gtrxl", dict(SMALL_CORE_KWARGS["gtrxl"], kv_heads=1)),
+    ("local_xl", dict(SMALL_CORE_KWARGS["local_xl"], kv_heads=1)),
+]

@@ -39,7 +39,14 @@ def _tmaze() -> list[EnvEntry]:
     ]
 
 
-ENVS: dict[str, EnvEntry] = {e.id: e for e in _tmaze()}
+def _memory_gym() -> list[EnvEntry]:
+    from memrl.envs.memory_gym import TASKS  # imports no optional package
+
+    ep = "memrl.envs.memory_gym:MemoryGymEnv"
+    return [EnvEntry(f"memrl/{task}", ep, "memory_gym", {"task": task}) for task in TASKS]
+
+
+ENVS: dict[str, EnvEntry] = {e.id: e for e in [*_tmaze(), *_memory_gym()]}
 
 # Keyword arguments that gymnasium.make itself takes besides the env's own.
 _MAKE_KWARGS = ("max_episode_steps", "disable_env_checker")

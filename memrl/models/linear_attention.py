@@ -1,0 +1,243 @@
+"""Shared pieces of the recurrent linear transformers (Pramanik et al. 2023, arXiv 2310.15719).
+
+ReLiT and AReLiT differ only in how a layer's attention memory is stored; everything else lives
+here:
+
+* ``linear_scan``: the log-depth (Hillis-Steele) parallel scan of ``h_t = a_t * h_{t-1} + b_t``
+  that both cores use in training. A decay of exactly 0 (an episode start) cuts the carried-in
+  contribution exactly, so nothing leaks across an episode boundary.
+* ``GatedFeatures``: the paper's learned outer-product feature map and its gates. Per head, with
+  ``x`` the (layer-normed) block input, ``d_h`` the head size and ``nu`` the feature expansion::
+
+      k, q, v, b, g = W_{k,q,v,beta,gamma} x            # each [d_h]
+      p1, p2, p3    = W_{p1,p2,p3} x                   # each [nu]
+      phi(k) = flatten(relu(p1) (x) relu(k))           # [nu * d_h], >= 0
+      phi(q) = flatten(relu(p2) (x) relu(q))           # [nu * d_h], >= 0
+      gamma  = flatten(sigmoid(p3) (x) sigmoid(g))     # [nu * d_h], in (0, 1)
+      beta   = sigmoid(b)                              # [d_h], in (0, 1)
+
+  It returns the gated key ``gamma * phi(k)``, gated value ``beta * v``, the decays
+  ``1 - gamma`` / ``1 - beta`` and the query feature ``phi(q)``.
+* ``GRUGate`` and ``GatedTransformerBlock``: the GTrXL block (Parisotto et al. 2020) the paper
+  wraps its attention in: pre-LayerNorm, ReLU on each sublayer output, GRU-style gating in place
+  of both residual connections, gate bias ``b_g = 2``.
+* ``LinearTransformerCore``: input embedding ``relu(Linear(input_dim, d_model))`` then
+  ``num_layers`` blocks; state fields are stacked over layers (``[B, layers, ...]``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from memrl.models.base import MemoryCore, State
+
+LayerState = dict[str, Tensor]
+
+
+def linear_scan(decays: Sequence[Tensor], updates: Tensor, initial: Tensor) -> Tensor:
+    """All states of ``h_t = (prod_f decays[f][:, t]) * h_{t-1} + updates[:, t]``, from ``initial``.
+
+    Shapes: ``updates`` [B, T, *S]; ``initial`` [B, *S]; each ``decays[f]`` [B, T, *S'] with
+    ``S'`` broadcastable to ``S`` (a factored decay, e.g. an outer product ``a (x) b`` passed as
+    ``[..., d, 1]`` and ``[..., 1, e]``, is never materialised at full size). Returns
+    [B, T, *S] with ``h_t`` at index ``t``; dtype follows type promotion of the inputs.
+
+    For ``T > 1`` this is the log-depth inclusive scan with the associative operator
+    ``(a1, b1) . (a2, b2) = (a1 a2, a2 b1 + b2)``: ``ceil(log2 T)`` rounds of elementwise work,
+    no division (so float32 stays as accurate as the step-by-step loop). For ``T == 1`` it is the
+    single update, so a per-step call does O(1) work whatever came before.
+    """
+    steps = updates.shape[1]
+    decays = list(decays)
+    # Fold the carried-in state into the first update; then the scan starts from zero.
+    first_decay = decays[0][:, :1]
+    for a in decays[1:]:
+        first_decay = first_decay * a[:, :1]
+    head = first_decay * initial.unsqueeze(1) + updates[:, :1]
+    if steps == 1:
+        return head
+    b = torch.cat([head, updates[:, 1:]], dim=1)
+    offset = 1
+    while offset < steps:
+        carried = b[:, :-offset]
+        for a in decays:
+            carried = a[:, offset:] * carried
+        b = torch.cat([b[:, :offset], b[:, offset:] + carried], dim=1)
+        decays = [torch.cat([a[:, :offset], a[:, offset:] * a[:, :-offset]], dim=1) for a in decays]
+        offset *= 2
+    return b
+
+
+def _orthogonal_(linear: nn.Linear, gain: float = math.sqrt(2.0)) -> nn.Linear:
+    # The authors initialise every dense layer orthogonally with gain sqrt(2) and zero bias.
+    nn.init.orthogonal_(linear.weight, gain=gain)
+    if linear.bias is not None:
+        nn.init.zeros_(linear.bias)
+    return linear
+
+
+class GatedFeatures(nn.Module):
+    """Per-head projections, learned outer-product feature map and gates (see module docstring).
+
+    ``forward(x [B, T, d_model])`` returns a dict of float tensors:
+    ``query`` phi(q) [B, T, H, nu*d_h]; ``key`` gamma*phi(k) [B, T, H, nu*d_h]; ``value``
+    beta*v [B, T, H, d_h]; ``key_decay`` 1-gamma [B, T, H, nu*d_h]; ``value_decay`` 1-beta
+    [B, T, H, d_h].
+    """
+
+    def __init__(self, d_model: int, num_heads: int, d_head: int, nu: int) -> None:
+        super().__init__()
+        self.num_heads, self.d_head, self.nu = num_heads, d_head, nu
+        self.kqvbg = _orthogonal_(nn.Linear(d_model, 5 * num_heads * d_head))
+        self.p123 = _orthogonal_(nn.Linear(d_model, 3 * num_heads * nu))
+
+    @property
+    def feature_dim(self) -> int:
+        return self.nu * self.d_head
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        batch, steps, _ = x.shape
+        heads = self.kqvbg(x).view(batch, steps, self.num_heads, 5, self.d_head)
+        k, q, v, b, g = heads.unbind(dim=3)  # each [B, T, H, d_h]
+        p = self.p123(x).view(batch, steps, self.num_heads, 3, self.nu)
+        p1, p2, p3 = p.unbind(dim=3)  # each [B, T, H, nu]
+
+        def outer(left: Tensor, right: Tensor) -> Tensor:  # [.., nu] (x) [.., d_h] -> [.., nu*d_h]
+            return (left.unsqueeze(-1) * right.unsqueeze(-2)).flatten(-2)
+
+        gamma = outer(torch.sigmoid(p3), torch.sigmoid(g))
+        beta = torch.sigmoid(b)
+        return {
+            "query": outer(F.relu(p2), F.relu(q)),
+            "key": gamma * outer(F.relu(p1), F.relu(k)),
+            "value": beta * v,
+            "key_decay": 1.0 - gamma,
+            "value_decay": 1.0 - beta,
+        }
+
+
+class GRUGate(nn.Module):
+    """GTrXL's GRU-type gate ``g(x, y)`` replacing the residual ``x + y``.
+
+    r = sigmoid(W_r y + U_r x); z = sigmoid(W_z y + U_z x - b_g); h = tanh(W_g y + U_g (r * x));
+    g = (1 - z) * x + z * h. ``b_g`` starts at ``bias`` (2 in GTrXL and the ReLiT code) so the
+    block starts close to the identity map.
+    """
+
+    def __init__(self, dim: int, bias: float) -> None:
+        super().__init__()
+        self.w = _orthogonal_(nn.Linear(dim, 3 * dim, bias=False))
+        self.u_rz = _orthogonal_(nn.Linear(dim, 2 * dim, bias=False))
+        self.u_g = _orthogonal_(nn.Linear(dim, dim, bias=False))
+        self.bias = nn.Parameter(torch.full((dim,), float(bias)))
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        wr, wz, wg = self.w(y).chunk(3, dim=-1)
+        ur, uz = self.u_rz(x).chunk(2, dim=-1)
+        r = torch.sigmoid(wr + ur)
+        z = torch.sigmoid(wz + uz - self.bias)
+        h = torch.tanh(wg + self.u_g(r * x))
+        return (1.0 - z) * x + z * h
+
+
+class GatedTransformerBlock(nn.Module):
+    """One GTrXL-style layer around a recurrent attention module.
+
+    u = LN(x); a = relu(attention(u)); x' = gate1(x, a); f = relu(FF(LN(x'))); out = gate2(x', f),
+    with FF = Linear(d_model, d_ff) -> relu -> Linear(d_ff, d_model).
+    """
+
+    def __init__(self, d_model: int, d_ff: int, attention: nn.Module, gate_bias: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(d_model)
+        self.attention = attention
+        self.gate1 = GRUGate(d_model, gate_bias)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.ff = nn.Sequential(
+            _orthogonal_(nn.Linear(d_model, d_ff)),
+            nn.ReLU(),
+            _orthogonal_(nn.Linear(d_ff, d_model)),
+        )
+        self.gate2 = GRUGate(d_model, gate_bias)
+
+    def forward(
+        self, x: Tensor, keep: Tensor, state: LayerState, context: dict[str, Tensor]
+    ) -> tuple[Tensor, LayerState]:
+        attended, new_state = self.attention(self.norm1(x), keep, state, context)
+        x = self.gate1(x, F.relu(attended))
+        return self.gate2(x, F.relu(self.ff(self.norm2(x)))), new_state
+
+
+class LinearTransformerCore(MemoryCore):
+    """Base of ReLiT and AReLiT: embedding, stacked gated blocks, per-layer carry state.
+
+    Subclasses set ``layer_fields`` (state fields stacked over layers, ``[B, layers, ...]``),
+    implement ``_make_attention`` and ``state_spec``, and may override ``_context`` to compute
+    per-step inputs shared by all layers (and extra, layer-free state fields).
+    """
+
+    layer_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        input_dim: int,
+        *,
+        d_model: int,
+        num_layers: int,
+        num_heads: int,
+        d_head: int,
+        nu: int,
+        d_ff: int,
+        gate_bias: float,
+        eps: float,
+    ) -> None:
+        super().__init__(input_dim)
+        for field, value in dict(
+            d_model=d_model,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            d_head=d_head,
+            nu=nu,
+            d_ff=d_ff,
+        ).items():
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{field} must be a positive int, got {value!r}")
+        if not (isinstance(eps, (int, float)) and eps > 0):
+            raise ValueError(f"eps must be a positive float, got {eps!r}")
+        self.d_model, self.num_layers, self.num_heads = d_model, num_layers, num_heads
+        self.d_head, self.nu, self.d_ff = d_head, nu, d_ff
+        self.eps = float(eps)
+        self.embed = _orthogonal_(nn.Linear(input_dim, d_model))
+        self.blocks = nn.ModuleList(
+            GatedTransformerBlock(d_model, d_ff, self._make_attention(), gate_bias)
+            for _ in range(num_layers)
+        )
+        self.output_dim = d_model
+
+    def _make_attention(self) -> nn.Module:
+        raise NotImplementedError
+
+    def _context(self, state: State, keep: Tensor) -> tuple[dict[str, Tensor], State]:
+        """Per-step inputs shared by every layer, and the new values of layer-free fields."""
+        return {}, {}
+
+    def _forward(self, x: Tensor, state: State, first: Tensor) -> tuple[Tensor, State]:
+        # keep[b, t] = 0 where an episode starts: it multiplies every decay at that step, which
+        # zeroes the carried-in state exactly (in the scan and in the single step alike).
+        keep = (~first).to(self.state_dtype)
+        context, new_state = self._context(state, keep)
+        h = F.relu(self.embed(x))
+        per_layer: dict[str, list[Tensor]] = {k: [] for k in self.layer_fields}
+        for i, block in enumerate(self.blocks):
+            layer_state = {k: state[k][:, i] for k in self.layer_fields}
+            h, layer_new = block(h, keep, layer_state, context)
+            for k in self.layer_fields:
+                per_layer[k].append(layer_new[k].to(self.state_dtype))
+        new_state.update({k: torch.stack(v, dim=1) for k, v in per_layer.items()})
+        return h, new_state

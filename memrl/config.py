@@ -1,0 +1,562 @@
+"""Typed training configuration, loaded from YAML and validated once, at the edge.
+
+A config file is YAML whose top-level sections are the fields of :class:`TrainConfig`. A file
+may name a parent with ``base: <short name or path>``; the child is deep-merged over the parent
+(mappings merge key by key, any other value replaces), so each shipped config stays short.
+Command-line overrides ``dotted.key=value`` are applied last; the value is parsed as YAML
+(``stop.iterations=2`` is an int, ``model.core_kwargs.memory_len=null`` is None).
+
+Every error (unknown key anywhere, unknown core or env, a value of the wrong type) is raised as
+one :class:`ConfigError` naming each offending dotted key with its valid keys or values (close
+matches first), before anything starts Ray.
+
+Short names resolve under the configs directory: ``tmaze/arelit`` -> ``configs/tmaze/arelit.yaml``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+BASE_KEY = "base"
+# Algorithms with a section in TrainConfig; "r2d2" and "td3" get theirs when they land.
+ALGOS: tuple[str, ...] = ("ppo",)
+# Env-construction keys of ``task`` that are not env kwargs.
+TASK_RESERVED = ("env_name",)
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names every offending dotted key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
+
+
+class TaskConfig(BaseModel):
+    """The environment: a gymnasium id plus its constructor kwargs, side by side (flat)."""
+
+    # Extra keys are the env's kwargs; TrainConfig checks them against the env's signature.
+    model_config = ConfigDict(extra="allow", validate_default=True)
+
+    env_name: str = Field(
+        description="gymnasium id, tried as given and with the 'memrl/' prefix "
+        "(e.g. memrl/TMaze-v0, MysteryPath-Grid-Easy-v0, popgym-RepeatPreviousEasy-v0)"
+    )
+
+    @property
+    def env_kwargs(self) -> dict[str, Any]:
+        """The env's constructor kwargs (every key but ``env_name``)."""
+        return dict(self.model_extra or {})
+
+
+class ModelConfig(_Section):
+    """The memory core and the network around it."""
+
+    core: str = Field("gru", description="memory core: a memrl.models name, or 'mlp' (none)")
+    core_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="core hyperparameters; keys checked against core_class(core).hyperparameters()",
+    )
+    network: dict[str, Any] = Field(
+        default_factory=dict,
+        description="encoder/head settings passed to the RLModule ({} = its defaults)",
+    )
+    max_seq_len: int = Field(
+        64, gt=0, description="steps per training sequence (truncated backprop length)"
+    )
+
+
+class PPOHyperparameters(_Section):
+    """PPO settings, passed to ``PPOConfig.training``."""
+
+    lr: float = Field(3e-4, gt=0, description="Adam learning rate")
+    gamma: float = Field(0.99, ge=0, le=1, description="discount factor")
+    lambda_: float = Field(0.95, ge=0, le=1, alias="lambda", description="GAE lambda")
+    clip_param: float = Field(0.2, gt=0, description="PPO ratio clip epsilon")
+    vf_clip_param: float = Field(10.0, gt=0, description="value-loss clip (in reward units)")
+    num_epochs: int = Field(4, gt=0, description="passes over each train batch")
+    minibatch_size: int = Field(256, gt=0, description="steps per SGD minibatch")
+    train_batch_size_per_learner: int = Field(
+        2048, gt=0, description="env steps per iteration and learner"
+    )
+    entropy_coeff: float = Field(0.01, ge=0, description="entropy bonus weight")
+    vf_loss_coeff: float = Field(0.5, ge=0, description="value-loss weight")
+    grad_clip: float | None = Field(0.5, gt=0, description="global grad-norm clip (null = off)")
+    use_kl_loss: bool = Field(False, description="add RLlib's adaptive KL penalty")
+    kl_coeff: float = Field(0.2, ge=0, description="initial KL penalty weight (use_kl_loss)")
+
+    @model_validator(mode="after")
+    def _minibatch_fits(self) -> PPOHyperparameters:
+        if self.minibatch_size > self.train_batch_size_per_learner:
+            raise ValueError(
+                f"minibatch_size ({self.minibatch_size}) must be <= "
+                f"train_batch_size_per_learner ({self.train_batch_size_per_learner})"
+            )
+        return self
+
+    def training_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``PPOConfig.training`` (RLlib spells GAE lambda ``lambda_``)."""
+        return self.model_dump(by_alias=False)
+
+
+Auto = Literal["auto"]
+
+
+class ResourcesConfig(_Section):
+    """Where things run. "auto" is resolved against the Ray cluster (see resolve_resources)."""
+
+    address: str | None = Field(
+        None, description="Ray cluster address; null = RAY_ADDRESS if set, else a local Ray"
+    )
+    num_cpus: int | Auto = Field("auto", description="CPUs of a local Ray (auto = all)")
+    num_env_runners: int | Auto = Field(
+        "auto", description="remote sampling actors (auto = CPUs left after driver and learners)"
+    )
+    num_envs_per_env_runner: int = Field(8, gt=0, description="vectorised envs per env runner")
+    num_learners: int | Auto = Field(
+        "auto", description="remote learners (auto = GPUs if more than one, else 0: in driver)"
+    )
+    num_gpus_per_learner: float | Auto = Field(
+        "auto", description="GPUs per learner (auto = 1 if the cluster has a GPU, else 0)"
+    )
+
+    @field_validator("num_cpus", "num_env_runners", "num_learners", "num_gpus_per_learner")
+    @classmethod
+    def _non_negative(cls, value: Any) -> Any:
+        if value != "auto" and value < 0:
+            raise ValueError(f"must be >= 0 or 'auto', got {value!r}")
+        return value
+
+
+class StopConfig(_Section):
+    """When training ends: the first condition reached (at least one must be set)."""
+
+    iterations: int | None = Field(None, gt=0, description="training iterations")
+    timesteps: int | None = Field(None, gt=0, description="env steps sampled (lifetime)")
+    time_s: float | None = Field(None, gt=0, description="wall-clock seconds of training")
+
+    @model_validator(mode="after")
+    def _one_set(self) -> StopConfig:
+        if self.iterations is None and self.timesteps is None and self.time_s is None:
+            raise ValueError("set at least one of stop.iterations, stop.timesteps, stop.time_s")
+        return self
+
+
+class CheckpointConfig(_Section):
+    """Checkpoints under ``<output_dir>/checkpoints/<name>/iter_NNNNNN``."""
+
+    every: int = Field(10, ge=0, description="save every K iterations (0 = only at the end)")
+    keep: int = Field(3, gt=0, description="most recent checkpoints kept on disk")
+    at_end: bool = Field(True, description="save when training stops")
+
+
+class LoggingConfig(_Section):
+    """What a run reports."""
+
+    tensorboard: bool = Field(True, description="write scalars under <output_dir>/runs/<name>")
+    progress_every: int = Field(1, gt=0, description="print a progress line every K iterations")
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
+
+
+class EvaluationConfig(_Section):
+    """How ``memrl eval`` scores episodes (see memrl.evaluate for the success rule)."""
+
+    episodes: int = Field(100, gt=0, description="episodes when --episodes is not given")
+    success_final_reward: float | None = Field(
+        None, description="an episode whose last reward is >= this succeeded (T-Maze: 4.0)"
+    )
+    success_threshold: float | None = Field(
+        None, description="an episode whose return is > this succeeded"
+    )
+
+
+class TrainConfig(_Section):
+    """One training run. Sections: task, model, ppo, resources, stop, checkpoint, logging."""
+
+    name: str = Field(description="run name: names the log and checkpoint folders")
+    seed: int | None = Field(0, description="seed for envs and weights (null = random)")
+    output_dir: str = Field("results", description="root of runs/ and checkpoints/ (made absolute)")
+    algo: Literal["ppo"] = Field("ppo", description="algorithm (r2d2 and td3 are planned)")
+    task: TaskConfig = Field(description="environment id and kwargs")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="memory core and heads")
+    ppo: PPOHyperparameters = Field(default_factory=PPOHyperparameters, description="PPO")
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig, description="placement")
+    stop: StopConfig = Field(description="stop conditions")
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig, description="saving")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="reporting")
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig, description="eval")
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_folder(cls, value: str) -> str:
+        if not value or value.strip() != value or value.startswith(("/", ".")):
+            raise ValueError(f"must be a non-empty relative folder name, got {value!r}")
+        return value
+
+    @property
+    def run_dir(self) -> Path:
+        """Absolute TensorBoard folder of this run."""
+        return Path(self.output_dir).expanduser().resolve() / "runs" / self.name
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Absolute folder holding this run's checkpoints."""
+        return Path(self.output_dir).expanduser().resolve() / "checkpoints" / self.name
+
+    def to_yaml_dict(self) -> dict[str, Any]:
+        """Plain data that :func:`config_from_dict` turns back into an equal config."""
+        data = self.model_dump(mode="json", by_alias=True)
+        data["output_dir"] = str(Path(self.output_dir).expanduser().resolve())
+        return data
+
+
+# --- finding files ------------------------------------------------------------------------------
+def config_dirs() -> list[Path]:
+    """Where short names are looked up: $MEMRL_CONFIG_DIR, ./configs, the repository's configs/."""
+    dirs = []
+    if os.environ.get("MEMRL_CONFIG_DIR"):
+        dirs.append(Path(os.environ["MEMRL_CONFIG_DIR"]))
+    dirs.append(Path.cwd() / "configs")
+    dirs.append(Path(__file__).resolve().parents[1] / "configs")
+    unique: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:
+            unique.append(d)
+    return unique
+
+
+def list_configs() -> list[str]:
+    """Short names of every shipped config (files starting with '_' are bases, not listed)."""
+    names: set[str] = set()
+    for root in config_dirs():
+        for path in root.rglob("*.yaml"):
+            if not path.name.startswith("_"):
+                names.add(path.relative_to(root).with_suffix("").as_posix())
+    return sorted(names)
+
+
+def resolve_config_path(name: str | os.PathLike[str], relative_to: Path | None = None) -> Path:
+    """The YAML file for a path or a short name (``tmaze/arelit``).
+
+    Raises ConfigError listing close short names when nothing matches.
+    """
+    text = str(name)
+    candidates = [Path(text).expanduser()]
+    if relative_to is not None:
+        candidates.insert(0, relative_to / text)
+    for root in config_dirs():
+        candidates.append(root / text)
+        candidates.append(root / f"{text}.yaml")
+    for path in candidates:
+        if path.is_file():
+            return path.resolve()
+    known = list_configs()
+    close = difflib.get_close_matches(text.removesuffix(".yaml"), known, n=5, cutoff=0.4)
+    raise ConfigError(
+        f"config {text!r} not found (looked in {[str(d) for d in config_dirs()]}); "
+        f"closest: {close or 'none'}; all: {known}"
+    )
+
+
+# --- loading --------------------------------------------------------------------------------
+def deep_merge(base: Mapping[str, Any], child: Mapping[str, Any]) -> dict[str, Any]:
+    """``child`` over ``base``: mappings merge recursively; anything else in child replaces."""
+    out = dict(base)
+    for key, value in child.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_yaml_tree(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file with its ``base`` chain merged in (the ``base`` key removed).
+
+    Raises ConfigError on a cycle, a missing base, or a file that is not a mapping.
+    """
+    path = path.resolve()
+    if path in _seen:
+        chain = " -> ".join(str(p) for p in (*_seen, path))
+        raise ConfigError(f"config inheritance cycle: {chain}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a mapping, got {type(data).__name__}")
+    parent = data.pop(BASE_KEY, None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise ConfigError(f"{path}: '{BASE_KEY}' must name one config, got {parent!r}")
+    parent_path = resolve_config_path(parent, relative_to=path.parent)
+    return deep_merge(load_yaml_tree(parent_path, (*_seen, path)), data)
+
+
+def parse_overrides(overrides: Iterable[str]) -> list[tuple[list[str], Any]]:
+    """``["a.b=1", ...]`` -> ``[(["a", "b"], 1), ...]``; values parsed as YAML.
+
+    Raises ConfigError on an item without ``=`` or with an empty key part.
+    """
+    parsed = []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise ConfigError(f"override {item!r} must look like dotted.key=value")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw  # not valid YAML (e.g. "a: b: c"): keep the text
+        parsed.append((parts, value))
+    return parsed
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """A copy of ``data`` with each ``dotted.key=value`` set (intermediate mappings created).
+
+    Keys are not checked here: validation afterwards names any unknown one.
+    """
+    out = deep_merge({}, data)
+    for parts, value in parse_overrides(overrides):
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                where = ".".join(parts[: i + 1])
+                raise ConfigError(
+                    f"override {'.'.join(parts)}: {where} is a value ({child!r}), not a section"
+                )
+            else:
+                child = node[part] = dict(child)
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def load_config(
+    name: str | os.PathLike[str], overrides: Sequence[str] = (), *, check_env: bool = True
+) -> TrainConfig:
+    """Load a config by short name or path, apply overrides, validate everything.
+
+    ``check_env=False`` skips resolving the env id and its kwargs (for tools without the envs).
+    Raises ConfigError naming each bad dotted key with its valid keys or values.
+    """
+    path = resolve_config_path(name)
+    data = apply_overrides(load_yaml_tree(path), overrides)
+    return config_from_dict(data, check_env=check_env, source=str(path))
+
+
+def config_from_dict(
+    data: Mapping[str, Any], *, check_env: bool = True, source: str = "config"
+) -> TrainConfig:
+    """Validate plain data (already merged) into a TrainConfig; see :func:`load_config`."""
+    try:
+        cfg = TrainConfig.model_validate(dict(data))
+    except ValidationError as err:
+        raise ConfigError(f"{source}: invalid config:\n" + _explain(err)) from None
+    problems = _check_core(cfg.model)
+    if check_env:
+        problems += _check_env(cfg.task)
+    if problems:
+        raise ConfigError(f"{source}: invalid config:\n" + "\n".join(f"  {p}" for p in problems))
+    return cfg
+
+
+# --- semantic checks ------------------------------------------------------------------------
+def _suggest(word: str, valid: Iterable[str]) -> str:
+    valid = list(valid)
+    close = difflib.get_close_matches(word, valid, n=3, cutoff=0.5)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    return f"{hint}valid: {', '.join(valid) if valid else '(none)'}"
+
+
+def _check_core(model: ModelConfig) -> list[str]:
+    from memrl.models import CORES, core_class
+
+    if model.core == "mlp":
+        if model.core_kwargs:
+            return [
+                f"model.core_kwargs: core 'mlp' takes no kwargs, got {sorted(model.core_kwargs)}"
+            ]
+        return []
+    if model.core not in CORES:
+        return [f"model.core: unknown core {model.core!r}; {_suggest(model.core, ('mlp', *CORES))}"]
+    try:
+        valid = core_class(model.core).hyperparameters()
+    except ImportError as err:  # registered but its module is missing or broken
+        return [f"model.core: core {model.core!r} cannot be imported: {err}"]
+    problems = []
+    for key in model.core_kwargs:
+        if key not in valid:
+            problems.append(
+                f"model.core_kwargs.{key}: unknown kwarg of core {model.core!r}; "
+                + _suggest(key, [f"{k}" for k in valid])
+                + f" (defaults: {valid})"
+            )
+    return problems
+
+
+def resolve_env_id(env_name: str) -> str:
+    """The registered gymnasium id for ``env_name``, as given or with the ``memrl/`` prefix.
+
+    Raises ConfigError listing the closest registered ids.
+    """
+    import gymnasium as gym
+
+    import memrl.envs  # noqa: F401  (registers memrl/ and popgym ids)
+
+    for candidate in (env_name, f"memrl/{env_name}"):
+        if candidate in gym.registry:
+            return candidate
+    known = sorted(gym.registry)
+    close = difflib.get_close_matches(env_name, known, n=5, cutoff=0.5)
+    close += [
+        k for k in difflib.get_close_matches(f"memrl/{env_name}", known, n=3) if k not in close
+    ]
+    ours = [k for k in known if k.startswith("memrl/")]
+    popgym = sum(k.startswith("popgym-") for k in known)
+    raise ConfigError(
+        f"task.env_name: unknown env {env_name!r}; closest: {close or 'none'}; "
+        f"memrl ids: {ours} (plus {popgym} popgym-* ids and any other gymnasium id)"
+    )
+
+
+def _check_env(task: TaskConfig) -> list[str]:
+    try:
+        env_id = resolve_env_id(task.env_name)
+    except ConfigError as err:
+        return [str(err)]
+    from memrl.envs import env_kwargs
+
+    try:
+        valid = env_kwargs(env_id)
+    except ImportError:  # the env's module needs a package that is missing: checked at make
+        return []
+    if valid is None:
+        return []
+    return [
+        f"task.{key}: unknown kwarg of env {env_id!r}; " + _suggest(key, [*TASK_RESERVED, *valid])
+        for key in task.env_kwargs
+        if key not in valid
+    ]
+
+
+def _section_at(loc: Sequence[Any]) -> type[BaseModel] | None:
+    """The pydantic model that holds the field at ``loc`` (for listing its valid keys)."""
+    model: type[BaseModel] = TrainConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            # a field given by alias (e.g. 'lambda')
+            field = next((f for f in model.model_fields.values() if f.alias == part), None)
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
+def _field_names(model: type[BaseModel]) -> list[str]:
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
+def _explain(err: ValidationError) -> str:
+    lines = []
+    for item in err.errors():
+        loc = [str(p) for p in item["loc"]]
+        key = ".".join(loc) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            section = _section_at(loc)
+            valid = _field_names(section) if section else []
+            lines.append(f"  {key}: unknown key; {_suggest(loc[-1], valid)}")
+        elif item["type"] == "missing":
+            lines.append(f"  {key}: required key is missing")
+        else:
+            got = item.get("input")
+            lines.append(f"  {key}: {item['msg']} (got {got!r})")
+    return "\n".join(lines)
+
+
+def describe_schema() -> str:
+    """Every section and key with its type, default and description (for --help and docs)."""
+    lines = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            key = prefix + (field.alias or name)
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                lines.append(f"{key}:  {field.description or ''}")
+                walk(annotation, key + ".")
+                continue
+            default = (
+                "required"
+                if field.is_required()
+                else f"default {field.get_default(call_default_factory=True)!r}"
+            )
+            lines.append(f"{key}  ({default})  {field.description or ''}")
+            if model is TaskConfig and name == "env_name":
+                lines.append(f"{prefix}<kwarg>  env constructor kwargs, flat beside env_name")
+
+    walk(TrainConfig, "")
+    return "\n".join(lines)
+
+
+class ResolvedResources(BaseModel):
+    """ResourcesConfig with every "auto" replaced by a number for a given cluster."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_env_runners: int
+    num_envs_per_env_runner: int
+    num_learners: int
+    num_gpus_per_learner: float
+
+
+def resolve_resources(res: ResourcesConfig, *, cpus: float, gpus: float) -> ResolvedResources:
+    """Replace "auto" using the cluster's ``cpus`` and ``gpus``.
+
+    - num_gpus_per_learner: 1 if there is a GPU, else 0.
+    - num_learners: the number of GPUs when there are two or more (one learner each), else 0
+      (the learner runs in the driver, on its GPU if any).
+    - num_env_runners: one per CPU left after the driver's and each remote learner's, at least 1
+      when the cluster has 2+ CPUs, else 0 (sample in the driver).
+    """
+    gpus_per_learner = (
+        (1.0 if gpus >= 1 else 0.0)
+        if res.num_gpus_per_learner == "auto"
+        else (float(res.num_gpus_per_learner))
+    )
+    if res.num_learners == "auto":
+        learners = int(gpus) if gpus >= 2 and gpus_per_learner > 0 else 0
+    else:
+        learners = int(res.num_learners)
+    if res.num_env_runners == "auto":
+        free = int(cpus) - 1 - learners
+        runners = max(free, 1) if cpus >= 2 else 0
+    else:
+        runners = int(res.num_env_runners)
+    return ResolvedResources(
+        num_env_runners=runners,
+        num_envs_per_env_runner=res.num_envs_per_env_runner,
+        num_learners=learners,
+        num_gpus_per_learner=gpus_per_learner,
+    )

@@ -1,0 +1,278 @@
+"""Relative-position sliding-window attention over ``[memory; segment]`` for the window cores.
+
+The window rule (see ``window.py``): step ``t`` attends to itself and to the previous ``M`` steps
+of its own episode, no more, whether the steps arrive in one call or one at a time. Keys are the
+concatenation ``[memory (M slots, oldest first); segment (T steps)]``; query ``i`` sits at key
+position ``M + i``, so key ``j`` is at relative distance ``d = M + i - j`` and is allowed iff
+
+    0 <= d <= M   and   episode(j) == episode(i)   and   key j is valid,
+
+with episode ids ``cumsum(first)`` over the segment and 0 for memory slots, which count only
+where ``memory_mask`` is True. The key at ``d = 0`` is the query itself, so no row is ever fully
+masked (softmax over all ``-inf`` would give NaN).
+
+Scores follow Transformer-XL (Dai et al. 2019, Sec. 3.3): with content bias ``u`` and position
+bias ``v`` per head, ``A_ij = (q_i + u) . k_j + (q_i + v) . W_R R_{i-j}``, ``R`` sinusoidal. The
+first term is the ``Q K^T`` of ``torch.nn.functional.scaled_dot_product_attention`` (query
+``q + u``); the second enters as an additive float ``attn_mask`` (pre-multiplied by the softmax
+scale, with ``-inf`` where the rule forbids a key).
+
+SDPA kernels: a float ``attn_mask`` rules out the flash kernel, so on CUDA SDPA runs the
+memory-efficient kernel (or cuDNN attention where it accepts the mask, else math); on CPU the
+math or the flash-CPU kernel. ``enable_gqa`` is not used because, in the torch versions we target,
+only flash accepts it; grouped K/V heads are expanded to the query heads instead (a zero-stride
+view when ``kv_heads == 1``), which the fused kernels accept.
+
+Computation is blocked: queries are cut into blocks of ``block`` steps and block ``c`` sees keys
+``[c*block, c*block + M + block)``, i.e. ``M + block`` keys. ``block = T`` gives one block (the
+full ``T x (M+T)`` score matrix, as trxl/gtrxl use); ``block = M`` gives Longformer-style local
+attention in ``O(T * M)`` (local_xl).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from memrl.models.base import MemoryCore, State, StateSpec
+from memrl.models.window import episode_index
+
+
+def sinusoid_positions(
+    length: int, dim: int, *, dtype: torch.dtype, device: torch.device
+) -> Tensor:
+    """Sinusoidal encodings ``[length, dim]`` of distances ``0 .. length-1`` (Vaswani et al. 2017).
+
+    First half sines, second half cosines, frequencies ``10000^(-2k/dim)``; ``dim`` must be even.
+    """
+    inv_freq = 1.0 / (10000 ** (torch.arange(0, dim, 2, device=device, dtype=torch.float64) / dim))
+    angle = torch.arange(length, device=device, dtype=torch.float64)[:, None] * inv_freq[None]
+    return torch.cat([angle.sin(), angle.cos()], dim=-1).to(dtype)
+
+
+@dataclass(frozen=True)
+class EpisodeWindow:
+    """Which key each query of one call may see (episode ids and validity, not a full mask).
+
+    query_episode: [B, T] long, ``cumsum(first)`` over the segment.
+    key_episode:   [B, M+T] long, 0 for memory slots, then ``query_episode``.
+    key_valid:     [B, M+T] bool, ``memory_mask`` for memory slots, True for segment steps.
+    """
+
+    query_episode: Tensor
+    key_episode: Tensor
+    key_valid: Tensor
+    memory_len: int
+
+    @classmethod
+    def build(cls, first: Tensor, memory_mask: Tensor) -> EpisodeWindow:
+        """From ``first`` [B, T] bool and ``memory_mask`` [B, M] bool."""
+        episode = episode_index(first)
+        return cls(
+            query_episode=episode,
+            key_episode=torch.cat([torch.zeros_like(memory_mask, dtype=episode.dtype), episode], 1),
+            key_valid=torch.cat([memory_mask, torch.ones_like(first)], 1),
+            memory_len=memory_mask.shape[1],
+        )
+
+    def allowed_blocks(self, block: int) -> Tensor:
+        """Allowed (query, key) pairs per block: [B, n, block, M+block] bool, n = ceil(T/block).
+
+        Padded queries past T copy the last step's episode and see at least themselves.
+        """
+        memory, steps = self.memory_len, self.query_episode.shape[1]
+        pad = -steps % block
+        query = F.pad(self.query_episode, (0, pad), mode="replicate")
+        key = F.pad(self.key_episode, (0, pad), mode="replicate")
+        valid = F.pad(self.key_valid, (0, pad), value=True)
+        query = rearrange(query, "b (n i) -> b n i", i=block)
+        key = key.unfold(1, memory + block, block)  # [B, n, M+block]
+        valid = valid.unfold(1, memory + block, block)
+        distance = relative_distance(block, memory, self.query_episode.device)
+        band = (distance >= 0) & (distance <= memory)  # [block, M+block]
+        return band & (query[..., :, None] == key[..., None, :]) & valid[..., None, :]
+
+    def next_memory_mask(self) -> Tensor:
+        """Validity [B, M] of the last M keys after the call: same episode as the last step."""
+        same = self.key_episode == self.query_episode[:, -1:]
+        return (self.key_valid & same)[:, -self.memory_len :]
+
+
+def relative_distance(block: int, memory: int, device: torch.device) -> Tensor:
+    """``d[i, j] = M + i - j`` [block, M+block]: distance from query i to key j inside a block."""
+    return (
+        memory
+        + torch.arange(block, device=device)[:, None]
+        - torch.arange(memory + block, device=device)[None, :]
+    )
+
+
+class RelativeWindowAttention(nn.Module):
+    """Multi-head (or grouped-query) attention with Transformer-XL relative positions.
+
+    ``kv_heads`` K/V heads are shared by groups of ``num_heads // kv_heads`` query heads (query
+    head ``h`` uses K/V head ``h // group``). The position projection ``W_R`` has ``num_heads``
+    heads: it acts on M+1 encodings shared by the batch, so sharing it would save nothing.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, kv_heads: int) -> None:
+        super().__init__()
+        self.num_heads, self.kv_heads = num_heads, kv_heads
+        self.head_dim = d_model // num_heads
+        # Bias-free projections as in Transformer-XL.
+        self.query = nn.Linear(d_model, num_heads * self.head_dim, bias=False)
+        self.key_value = nn.Linear(d_model, 2 * kv_heads * self.head_dim, bias=False)
+        self.position = nn.Linear(d_model, num_heads * self.head_dim, bias=False)
+        self.out = nn.Linear(num_heads * self.head_dim, d_model, bias=False)
+        self.content_bias = nn.Parameter(torch.zeros(num_heads, self.head_dim))  # u
+        self.position_bias = nn.Parameter(torch.zeros(num_heads, self.head_dim))  # v
+
+    def forward(self, queries: Tensor, keys: Tensor, window: EpisodeWindow, block: int) -> Tensor:
+        """queries [B, T, d] (the segment), keys [B, M+T, d] ([memory; segment]) -> [B, T, d]."""
+        batch, steps, _ = queries.shape
+        memory = window.memory_len
+        pad = -steps % block
+        q = rearrange(self.query(queries), "b t (h e) -> b h t e", h=self.num_heads)
+        k, v = rearrange(
+            self.key_value(keys), "b s (two h e) -> two b h s e", two=2, h=self.kv_heads
+        )
+        encodings = sinusoid_positions(
+            memory + 1,
+            self.position.in_features,
+            dtype=self.position.weight.dtype,
+            device=queries.device,
+        )
+        r = rearrange(self.position(encodings), "n (h e) -> h n e", h=self.num_heads)
+        scale = 1.0 / math.sqrt(self.head_dim)
+        # Position term (q_i + v) . r_d for every distance d in [0, M]: [B, H, T, M+1].
+        position = torch.einsum("bhte,hne->bhtn", q + self.position_bias[:, None], r) * scale
+        q = q + self.content_bias[:, None]
+
+        # Cut into blocks; block c sees keys [c*block, c*block + M + block).
+        q = rearrange(F.pad(q, (0, 0, 0, pad)), "b h (n i) e -> (b n) h i e", i=block)
+        k, v = (
+            rearrange(
+                F.pad(x, (0, 0, 0, pad)).unfold(2, memory + block, block),
+                "b h n e j -> (b n) h j e",
+            )
+            for x in (k, v)
+        )
+        position = rearrange(F.pad(position, (0, 0, 0, pad)), "b h (n i) d -> b h n i d", i=block)
+        distance = relative_distance(block, memory, queries.device).clamp(0, memory)
+        bias = position.gather(-1, distance.expand(*position.shape[:-1], memory + block))
+        allowed = window.allowed_blocks(block)[:, None]  # [B, 1, n, block, M+block]
+        bias = rearrange(bias.masked_fill(~allowed, float("-inf")), "b h n i j -> (b n) h i j")
+
+        group = self.num_heads // self.kv_heads
+        k, v = (
+            x[:, :, None].expand(-1, -1, group, -1, -1).reshape(*q.shape[:2], *x.shape[2:])
+            for x in (k, v)
+        )
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=scale)
+        out = rearrange(out, "(b n) h i e -> b (n i) (h e)", b=batch)[:, :steps]
+        return self.out(out)
+
+
+class FeedForward(nn.Sequential):
+    """Position-wise MLP ``Linear(d, d_ff) -> ReLU -> Linear(d_ff, d)``."""
+
+    def __init__(self, d_model: int, d_ff: int) -> None:
+        super().__init__(nn.Linear(d_model, d_ff), nn.ReLU(), nn.Linear(d_ff, d_model))
+
+
+class WindowCore(MemoryCore):
+    """Shared body of the attention-window cores: input projection, layer loop, window state.
+
+    Subclasses fill ``self.layers`` with modules called as ``layer(h, memory, window, block)``
+    (h [B, T, d], memory [B, M, d] detached, returns [B, T, d]) and may set ``self.out_norm``.
+    State: ``{"memory": [B, layers, M, d], "memory_mask": [B, M]}``, each layer's inputs of the
+    last M steps of the current episode, oldest first, invalid slots exactly zero.
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        *,
+        d_model: int,
+        num_layers: int,
+        num_heads: int,
+        memory_len: int,
+        d_ff: int,
+        kv_heads: int | None,
+        memory_name: str = "memory_len",
+    ) -> None:
+        super().__init__(input_dim)
+        kv_heads = num_heads if kv_heads is None else kv_heads
+        sizes = dict(
+            d_model=d_model,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            d_ff=d_ff,
+            kv_heads=kv_heads,
+            **{memory_name: memory_len},
+        )
+        for key, value in sizes.items():
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{key} must be a positive int, got {value!r}")
+        if d_model % num_heads or (d_model // num_heads) % 2:
+            raise ValueError(
+                f"d_model must be a multiple of num_heads with an even head size, got "
+                f"d_model={d_model}, num_heads={num_heads}"
+            )
+        if num_heads % kv_heads:
+            raise ValueError(f"kv_heads must divide num_heads={num_heads}, got {kv_heads}")
+        self.d_model, self.num_layers, self.num_heads = d_model, num_layers, num_heads
+        self.kv_heads, self.memory_len, self.d_ff = kv_heads, memory_len, d_ff
+        self.input_proj = nn.Linear(input_dim, d_model)
+        self.layers = nn.ModuleList()
+        self.out_norm: nn.Module = nn.Identity()
+        self.output_dim = d_model
+
+    def block_size(self, steps: int) -> int:
+        """Queries per attention block; the whole segment by default (one full score matrix)."""
+        return steps
+
+    def state_spec(self) -> dict[str, StateSpec]:
+        shape = (self.num_layers, self.memory_len, self.d_model)
+        return {"memory": StateSpec("window", shape, self.state_dtype)}
+
+    def _run(self, x: Tensor, state: State, first: Tensor) -> tuple[Tensor, State, Tensor]:
+        """Returns (y [B, T, d], next state, per-step layer inputs [B, T, layers, d])."""
+        memory = state["memory"].detach()  # stop-gradient into memory (GTrXL, Sec. 3)
+        window = EpisodeWindow.build(first, state["memory_mask"])
+        block = self.block_size(x.shape[1])
+        h = self.input_proj(x)
+        inputs = []
+        for index, layer in enumerate(self.layers):
+            inputs.append(h)
+            h = layer(h, memory[:, index].to(h.dtype), window, block)
+        layer_inputs = torch.stack(inputs, dim=2).detach()  # [B, T, layers, d]
+
+        mask = window.next_memory_mask()
+        keys = torch.cat([memory, layer_inputs.transpose(1, 2).to(memory.dtype)], dim=2)
+        next_memory = torch.where(mask[:, None, :, None], keys[:, :, -self.memory_len :], 0.0)
+        return self.out_norm(h), {"memory": next_memory, "memory_mask": mask}, layer_inputs
+
+    def _forward(self, x: Tensor, state: State, first: Tensor) -> tuple[Tensor, State]:
+        y, state, _ = self._run(x, state, first)
+        return y, state
+
+    def step_slices(
+        self, x: Tensor, state: State | None, first: Tensor | None
+    ) -> dict[str, Tensor]:
+        """``{"memory": [B, T, layers, d]}``: each step's per-layer inputs (what replay stores)."""
+        self._check_x(x)
+        batch, steps = x.shape[:2]
+        if first is None:
+            first = torch.zeros(batch, steps, dtype=torch.bool, device=x.device)
+        self._check_first(first, batch, steps)
+        if state is None:
+            state = self.initial_state(batch, device=x.device)
+        self._check_state(state, batch)
+        _, _, layer_inputs = self._run(x, state, first.to(device=x.device, dtype=torch.bool))
+        return {"memory": layer_inputs.to(self.state_dtype)}

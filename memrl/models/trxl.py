@@ -1,0 +1,69 @@
+"""Transformer-XL core (Dai et al. 2019): relative positions, segment memory, post-LayerNorm."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from memrl.models.attention import EpisodeWindow, FeedForward, RelativeWindowAttention, WindowCore
+
+
+class TrXLLayer(nn.Module):
+    """``h = LN(h + RelAttn(h, [sg(memory); h]));  h = LN(h + FF(h))`` (the paper's placement)."""
+
+    def __init__(self, d_model: int, num_heads: int, kv_heads: int, d_ff: int) -> None:
+        super().__init__()
+        self.attention = RelativeWindowAttention(d_model, num_heads, kv_heads)
+        self.attention_norm = nn.LayerNorm(d_model)
+        self.feed_forward = FeedForward(d_model, d_ff)
+        self.feed_forward_norm = nn.LayerNorm(d_model)
+
+    def forward(self, h: Tensor, memory: Tensor, window: EpisodeWindow, block: int) -> Tensor:
+        """h [B, T, d], memory [B, M, d] (already detached) -> [B, T, d]."""
+        keys = torch.cat([memory, h], dim=1)
+        h = self.attention_norm(h + self.attention(h, keys, window, block))
+        return self.feed_forward_norm(h + self.feed_forward(h))
+
+
+class TrXLCore(WindowCore):
+    """Transformer-XL over a sliding window of the last ``memory_len`` steps of the episode.
+
+    Args (keyword-only; defaults are RL scale, see each):
+        d_model: residual width (128: the small-agent scale of ReLiT's (Pramanik et al. 2023)
+            GTrXL baselines, not the 410-1024 of Dai et al.'s language models).
+        num_layers: blocks (4, as above).
+        num_heads: query heads (4; head size d_model / num_heads = 32).
+        memory_len: M, steps of memory per layer (64; Dai et al. train with M equal to the
+            segment length, GTrXL used hundreds of steps on DMLab).
+        d_ff: feed-forward width (4 * 128 = 512, the 4x ratio of Vaswani et al. 2017).
+        kv_heads: K/V heads for grouped/multi-query attention (None = num_heads, plain MHA).
+
+    Output: [B, T, d_model]. Raises ValueError for non-positive sizes, d_model not divisible by
+    num_heads into an even head size, or kv_heads not dividing num_heads.
+    """
+
+    name = "trxl"
+
+    def __init__(
+        self,
+        input_dim: int,
+        *,
+        d_model: int = 128,
+        num_layers: int = 4,
+        num_heads: int = 4,
+        memory_len: int = 64,
+        d_ff: int = 512,
+        kv_heads: int | None = None,
+    ) -> None:
+        super().__init__(
+            input_dim,
+            d_model=d_model,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            memory_len=memory_len,
+            d_ff=d_ff,
+            kv_heads=kv_heads,
+        )
+        self.layers.extend(
+            TrXLLayer(d_model, num_heads, self.kv_heads, d_ff) for _ in range(num_layers)
+        )

@@ -367,16 +367,30 @@ def load_config(
 def config_from_dict(
     data: Mapping[str, Any], *, check_env: bool = True, source: str = "config"
 ) -> TrainConfig:
-    """Validate plain data (already merged) into a TrainConfig; see :func:`load_config`."""
+    """Validate plain data (already merged) into a TrainConfig; see :func:`load_config`.
+
+    Schema errors and the core/network/env checks are all collected, then raised together.
+    """
+    data = dict(data)
+    lines: list[str] = []
+    cfg: TrainConfig | None = None
     try:
-        cfg = TrainConfig.model_validate(dict(data))
+        cfg = TrainConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(f"{source}: invalid config:\n" + _explain(err)) from None
-    problems = _check_core(cfg.model)
-    if check_env:
-        problems += _check_env(cfg.task)
-    if problems:
-        raise ConfigError(f"{source}: invalid config:\n" + "\n".join(f"  {p}" for p in problems))
+        lines += _explain(err)
+    model = data.get("model") if isinstance(data.get("model"), Mapping) else {}
+    core = model.get("core", ModelConfig.model_fields["core"].default)
+    core_kwargs = model.get("core_kwargs") or {}
+    if isinstance(core, str) and isinstance(core_kwargs, Mapping):
+        lines += _check_core(core, core_kwargs)
+    network = model.get("network") or {}
+    if isinstance(network, Mapping):
+        lines += _check_network(network)
+    task = data.get("task")
+    if check_env and isinstance(task, Mapping) and isinstance(task.get("env_name"), str):
+        lines += _check_env(task["env_name"], {k: v for k, v in task.items() if k != "env_name"})
+    if lines or cfg is None:
+        raise ConfigError(f"{source}: invalid config:\n" + "\n".join(f"  {x}" for x in lines))
     return cfg
 
 
@@ -388,30 +402,46 @@ def _suggest(word: str, valid: Iterable[str]) -> str:
     return f"{hint}valid: {', '.join(valid) if valid else '(none)'}"
 
 
-def _check_core(model: ModelConfig) -> list[str]:
+def _check_core(core: str, core_kwargs: Mapping[str, Any]) -> list[str]:
     from memrl.models import CORES, core_class
 
-    if model.core == "mlp":
-        if model.core_kwargs:
-            return [
-                f"model.core_kwargs: core 'mlp' takes no kwargs, got {sorted(model.core_kwargs)}"
-            ]
+    if core == "mlp":
+        if core_kwargs:
+            return [f"model.core_kwargs: core 'mlp' takes no kwargs, got {sorted(core_kwargs)}"]
         return []
-    if model.core not in CORES:
-        return [f"model.core: unknown core {model.core!r}; {_suggest(model.core, ('mlp', *CORES))}"]
+    if core not in CORES:
+        return [f"model.core: unknown core {core!r}; {_suggest(core, ('mlp', *CORES))}"]
     try:
-        valid = core_class(model.core).hyperparameters()
+        valid = core_class(core).hyperparameters()
     except ImportError as err:  # registered but its module is missing or broken
-        return [f"model.core: core {model.core!r} cannot be imported: {err}"]
-    problems = []
-    for key in model.core_kwargs:
-        if key not in valid:
-            problems.append(
-                f"model.core_kwargs.{key}: unknown kwarg of core {model.core!r}; "
-                + _suggest(key, [f"{k}" for k in valid])
-                + f" (defaults: {valid})"
-            )
-    return problems
+        return [f"model.core: core {core!r} cannot be imported: {err}"]
+    return [
+        f"model.core_kwargs.{key}: unknown kwarg of core {core!r}; "
+        + _suggest(key, list(valid))
+        + f" (defaults: {valid})"
+        for key in core_kwargs
+        if key not in valid
+    ]
+
+
+def _check_network(network: Mapping[str, Any]) -> list[str]:
+    from dataclasses import fields
+
+    from memrl.rllib.model_config import ModelConfig as NetworkConfig
+
+    valid = [f.name for f in fields(NetworkConfig)]
+    problems = [
+        f"model.network.{key}: unknown key; {_suggest(key, valid)}"
+        for key in network
+        if key not in valid
+    ]
+    if problems:
+        return problems
+    try:
+        NetworkConfig.from_dict(dict(network))
+    except (ValueError, TypeError) as err:
+        return [f"model.network: {err}"]
+    return []
 
 
 def resolve_env_id(env_name: str) -> str:
@@ -439,22 +469,22 @@ def resolve_env_id(env_name: str) -> str:
     )
 
 
-def _check_env(task: TaskConfig) -> list[str]:
+def _check_env(env_name: str, env_kwargs: Mapping[str, Any]) -> list[str]:
     try:
-        env_id = resolve_env_id(task.env_name)
+        env_id = resolve_env_id(env_name)
     except ConfigError as err:
         return [str(err)]
-    from memrl.envs import env_kwargs
+    from memrl.envs import env_kwargs as accepted_kwargs
 
     try:
-        valid = env_kwargs(env_id)
+        valid = accepted_kwargs(env_id)
     except ImportError:  # the env's module needs a package that is missing: checked at make
         return []
     if valid is None:
         return []
     return [
         f"task.{key}: unknown kwarg of env {env_id!r}; " + _suggest(key, [*TASK_RESERVED, *valid])
-        for key in task.env_kwargs
+        for key in env_kwargs
         if key not in valid
     ]
 
@@ -478,7 +508,7 @@ def _field_names(model: type[BaseModel]) -> list[str]:
     return [f.alias or n for n, f in model.model_fields.items()]
 
 
-def _explain(err: ValidationError) -> str:
+def _explain(err: ValidationError) -> list[str]:
     lines = []
     for item in err.errors():
         loc = [str(p) for p in item["loc"]]
@@ -486,13 +516,12 @@ def _explain(err: ValidationError) -> str:
         if item["type"] == "extra_forbidden":
             section = _section_at(loc)
             valid = _field_names(section) if section else []
-            lines.append(f"  {key}: unknown key; {_suggest(loc[-1], valid)}")
+            lines.append(f"{key}: unknown key; {_suggest(loc[-1], valid)}")
         elif item["type"] == "missing":
-            lines.append(f"  {key}: required key is missing")
+            lines.append(f"{key}: required key is missing")
         else:
-            got = item.get("input")
-            lines.append(f"  {key}: {item['msg']} (got {got!r})")
-    return "\n".join(lines)
+            lines.append(f"{key}: {item['msg']} (got {item.get('input')!r})")
+    return lines
 
 
 def describe_schema() -> str:

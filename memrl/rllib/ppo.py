@@ -1,0 +1,152 @@
+"""PPO (RLlib's, unchanged loss) with any memrl memory core and compact per-step state."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Any
+
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+from ray.rllib.algorithms.ppo import PPOConfig
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+from memrl.models import CORES, make_core
+from memrl.rllib.connectors import env_to_module_pipeline, module_to_env_pieces
+from memrl.rllib.env import register_rllib_env
+from memrl.rllib.learner import MemoryPPOTorchLearner
+from memrl.rllib.memoryless import MEMORYLESS
+from memrl.rllib.model_config import ModelConfig
+from memrl.rllib.module import MemoryActorCritic
+
+log = logging.getLogger(__name__)
+
+# training keys memrl sets itself: overriding them would bypass the compact-state learner.
+_RESERVED_TRAINING = (
+    "learner_class",
+    "learner_connector",
+    "add_default_connectors_to_learner_pipeline",
+)
+# EnvRunner restarts before the algorithm gives up: enough for preempted nodes, few enough that
+# a deterministic crash fails the run instead of looping.
+_MAX_ENV_RUNNER_RESTARTS = 20
+
+
+def training_keys() -> list[str]:
+    """Keyword arguments ``PPOConfig.training`` accepts (PPO's and the generic ones)."""
+    keys: set[str] = set()
+    for fn in (PPOConfig.training, AlgorithmConfig.training):
+        for name, p in inspect.signature(fn).parameters.items():
+            if name != "self" and p.kind is p.KEYWORD_ONLY:
+                keys.add(name)
+    return sorted(keys - set(_RESERVED_TRAINING))
+
+
+def window_memory_len(core: str, core_kwargs: dict[str, Any]) -> int:
+    """Longest window (M) among the core's state fields; 0 for carry-only or memoryless cores."""
+    if core == MEMORYLESS:
+        return 0
+    # The spec does not depend on the input size; a throwaway core of input 1 tells it.
+    spec = make_core(core, 1, **core_kwargs).state_spec()
+    return max((s.memory_len for s in spec.values() if s.kind == "window"), default=0)
+
+
+def build_ppo_config(
+    *,
+    env: str,
+    env_config: dict,
+    core: str,
+    core_kwargs: dict,
+    model: dict,
+    max_seq_len: int,
+    training: dict,
+    num_env_runners: int,
+    num_envs_per_env_runner: int,
+    num_learners: int,
+    num_gpus_per_learner: float,
+    seed: int | None,
+) -> PPOConfig:
+    """A PPOConfig (new API stack) training ``MemoryActorCritic`` over ``core`` on ``env``.
+
+    Args:
+        env: a gymnasium id (``memrl/...`` ids are registered inside the env runners).
+        env_config: kwargs for the env.
+        core: a name of ``memrl.models.CORES`` or ``"mlp"`` (memoryless baseline).
+        core_kwargs: the core's hyperparameters.
+        model: encoder/head settings, keys of :class:`memrl.rllib.model_config.ModelConfig`
+            (``encoder_hiddens``, ``cnn_filters``, ``cnn_out``, ``activation``, ``head_hiddens``,
+            ``shared_core``, ``log_std_init``); ``{}`` = defaults.
+        max_seq_len: training chunk length (steps per BPTT sequence).
+        training: kwargs for ``PPOConfig.training`` (lr, gamma, lambda_, clip_param, num_epochs,
+            minibatch_size, train_batch_size_per_learner, entropy_coeff, vf_loss_coeff,
+            grad_clip, ...).
+        num_env_runners, num_envs_per_env_runner, num_learners, num_gpus_per_learner: scale.
+        seed: base seed of env runners and learners (None: unseeded).
+
+    Raises:
+        ValueError: an unknown core, model key or training key (listing the valid ones), or a
+            non-positive size.
+    """
+    if core not in (*CORES, MEMORYLESS):
+        raise ValueError(f"core must be one of {[*CORES, MEMORYLESS]}, got {core!r}")
+    ModelConfig.from_dict(model)  # fail here, not inside an env runner
+    if not isinstance(max_seq_len, int) or max_seq_len < 1:
+        raise ValueError(f"max_seq_len must be a positive int, got {max_seq_len!r}")
+    for name, value, low in (
+        ("num_env_runners", num_env_runners, 0),
+        ("num_envs_per_env_runner", num_envs_per_env_runner, 1),
+        ("num_learners", num_learners, 0),
+    ):
+        if not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    if num_gpus_per_learner < 0:
+        raise ValueError(f"num_gpus_per_learner must be >= 0, got {num_gpus_per_learner!r}")
+    valid_training = training_keys()
+    bad = sorted(set(training) - set(valid_training))
+    if bad:
+        raise ValueError(
+            f"unknown or reserved training key(s) {bad}; valid: {', '.join(valid_training)}"
+        )
+    memory_len = window_memory_len(core, dict(core_kwargs))
+
+    config = (
+        PPOConfig()
+        .api_stack(
+            enable_rl_module_and_learner=True, enable_env_runner_and_connector_v2=True
+        )
+        .framework("torch")
+        .environment(env=register_rllib_env(env), env_config=dict(env_config))
+        .env_runners(
+            num_env_runners=num_env_runners,
+            num_envs_per_env_runner=num_envs_per_env_runner,
+            env_to_module_connector=env_to_module_pipeline,
+            add_default_connectors_to_env_to_module_pipeline=False,
+            module_to_env_connector=module_to_env_pieces,
+            # A training chunk that starts where the previous sample batch ended rebuilds its
+            # window from the M steps before it: the episode chunk must carry them.
+            episode_lookback_horizon=max(1, memory_len),
+        )
+        .learners(num_learners=num_learners, num_gpus_per_learner=num_gpus_per_learner)
+        .rl_module(
+            rl_module_spec=RLModuleSpec(
+                module_class=MemoryActorCritic,
+                model_config={
+                    "core": core,
+                    "core_kwargs": dict(core_kwargs),
+                    "model": dict(model),
+                    "max_seq_len": max_seq_len,
+                },
+            )
+        )
+        .training(learner_class=MemoryPPOTorchLearner, **training)
+        .fault_tolerance(
+            # Local sampling (num_env_runners=0) has nothing to restart; remote runners are
+            # restarted a bounded number of times (preemption), and a crash inside an env is an
+            # error, not a silent env reset.
+            restart_failed_env_runners=num_env_runners > 0,
+            max_num_env_runner_restarts=_MAX_ENV_RUNNER_RESTARTS,
+            delay_between_env_runner_restarts_s=10.0,
+            restart_failed_sub_environments=False,
+        )
+        .debugging(seed=seed)
+    )
+    return config

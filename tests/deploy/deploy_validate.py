@@ -46,8 +46,10 @@ DOCKER_DIR = REPO / "docker"
 COMPOSE_FILE = DOCKER_DIR / "docker-compose.yml"
 DOCKERFILES = (DOCKER_DIR / "Dockerfile", DOCKER_DIR / "Dockerfile.cuda")
 CLUSTER_LAUNCHER_FILE = REPO / "cluster" / "aws-gpu.yaml"
-KUBERAY_FILES = (REPO / "cluster" / "kuberay" / "raycluster.yaml",
-                 REPO / "cluster" / "kuberay" / "rayjob.yaml")
+KUBERAY_FILES = (
+    REPO / "cluster" / "kuberay" / "raycluster.yaml",
+    REPO / "cluster" / "kuberay" / "rayjob.yaml",
+)
 
 # The Kubernetes minor version the manifests target (any in kubernetes-validate's range works).
 K8S_VERSION = "1.33"
@@ -232,8 +234,10 @@ def _compose_policy(raw: dict, doc: dict) -> list[str]:
         for port in svc.get("ports") or []:
             host_ip, published = _published(port)
             if published and host_ip not in ("127.0.0.1", "localhost", "[::1]"):
-                p.append(f"{name}: port {port!r} is published on all interfaces; bind it to "
-                         "127.0.0.1 by default")
+                p.append(
+                    f"{name}: port {port!r} is published on all interfaces; bind it to "
+                    "127.0.0.1 by default"
+                )
         for vol in svc.get("volumes") or []:
             src = vol.get("source") if isinstance(vol, dict) else str(vol).split(":")[0]
             if src and not src.startswith((".", "/", "~")) and src not in volumes:
@@ -242,19 +246,22 @@ def _compose_policy(raw: dict, doc: dict) -> list[str]:
         argv = _argv(svc.get("entrypoint")) + _argv(svc.get("command"))
         env = _env_dict(svc.get("environment"))
         raw_env = _env_dict(raw_services.get(name, {}).get("environment"))
-        talks_to_ray = ("ray" in argv and ("start" in argv or "job" in argv))
+        talks_to_ray = "ray" in argv and ("start" in argv or "job" in argv)
         if talks_to_ray:
             if env.get("RAY_AUTH_MODE") != "token":
                 p.append(f"{name}: RAY_AUTH_MODE must be 'token' (token auth stays on)")
             tok = raw_env.get("RAY_AUTH_TOKEN", "")
             if not re.fullmatch(r"\$\{RAY_AUTH_TOKEN(:?\?[^}]*)?\}", tok):
-                p.append(f"{name}: RAY_AUTH_TOKEN must come from the env file as "
-                         "${RAY_AUTH_TOKEN:?...} (never a literal, never optional)")
+                p.append(
+                    f"{name}: RAY_AUTH_TOKEN must come from the env file as "
+                    "${RAY_AUTH_TOKEN:?...} (never a literal, never optional)"
+                )
         if "ray" in argv and "start" in argv:
             shm = svc.get("shm_size")
             if shm is None or parse_size(shm) < MIN_SHM_BYTES:
-                p.append(f"{name}: shm_size must be at least 2gb for Ray's object store "
-                         f"(got {shm!r})")
+                p.append(
+                    f"{name}: shm_size must be at least 2gb for Ray's object store (got {shm!r})"
+                )
 
     head_argv = _argv(services["ray-head"].get("command"))
     if "--head" not in head_argv:
@@ -282,12 +289,14 @@ def _compose_policy(raw: dict, doc: dict) -> list[str]:
         p.append("submit: must submit to the head's job API http://ray-head:8265")
     if "--working-dir=/app" not in s_argv and "/app" not in s_argv:
         p.append("submit: must ship the package with --working-dir /app")
-    if "--" not in s_argv or "memrl.train" not in s_argv[s_argv.index("--"):]:
+    if "--" not in s_argv or "memrl.train" not in s_argv[s_argv.index("--") :]:
         p.append("submit: the entrypoint after `--` must be `python -m memrl.train ...`")
     out_dirs = [a.split("=", 1)[1] for a in s_argv if a.startswith("output_dir=")]
     if not out_dirs or not out_dirs[0].startswith("/"):
-        p.append("submit: pass an absolute output_dir= (relative paths land in the job's "
-                 "temporary working dir)")
+        p.append(
+            "submit: pass an absolute output_dir= (relative paths land in the job's "
+            "temporary working dir)"
+        )
     if sub.get("restart") not in (None, "no"):
         p.append("submit: a one-shot service must not restart")
 
@@ -297,8 +306,9 @@ def _compose_policy(raw: dict, doc: dict) -> list[str]:
     if not logdirs:
         p.append("tensorboard: command needs --logdir=<results mount>/runs")
     elif out_dirs and not logdirs[0].startswith(out_dirs[0].rstrip("/") + "/"):
-        p.append(f"tensorboard: --logdir {logdirs[0]} is not under the job's output_dir "
-                 f"{out_dirs[0]}")
+        p.append(
+            f"tensorboard: --logdir {logdirs[0]} is not under the job's output_dir {out_dirs[0]}"
+        )
 
     def mounts(svc: dict) -> dict[str, str]:
         out = {}
@@ -325,8 +335,9 @@ def compose_cli() -> list[str] | None:
     """argv of a compose implementation that can run `config` without an engine, if any."""
     docker = shutil.which("docker")
     if docker:
-        probe = subprocess.run([docker, "compose", "version"], capture_output=True, text=True,
-                               timeout=60, check=False)
+        probe = subprocess.run(
+            [docker, "compose", "version"], capture_output=True, text=True, timeout=60, check=False
+        )
         if probe.returncode == 0:
             return [docker, "compose"]
     legacy = shutil.which("docker-compose")
@@ -380,8 +391,11 @@ def _arg_default(spec: str) -> tuple[str, str | None]:
 def _ignore_patterns(path: Path) -> list[str]:
     if not path.exists():
         return []
-    return [ln.strip() for ln in path.read_text().splitlines()
-            if ln.strip() and not ln.strip().startswith("#")]
+    return [
+        ln.strip()
+        for ln in path.read_text().splitlines()
+        if ln.strip() and not ln.strip().startswith("#")
+    ]
 
 
 def _ignored(rel: str, patterns: list[str]) -> bool:
@@ -441,8 +455,10 @@ def check_dockerfile(path: Path, hadolint: bool = True) -> list[str]:
         if image.lower() in stage_names or image == "scratch":
             continue
         if "$" in image:
-            problems.append(f"{label}:{st['line']}: base image {words[0]} uses an ARG without "
-                            "a default, so its tag is not pinned")
+            problems.append(
+                f"{label}:{st['line']}: base image {words[0]} uses an ARG without "
+                "a default, so its tag is not pinned"
+            )
             continue
         if "@sha256:" in image:
             continue
@@ -452,8 +468,10 @@ def check_dockerfile(path: Path, hadolint: bool = True) -> list[str]:
             continue
         tag = name_part.split(":", 1)[1]
         if tag == "latest" or not re.search(r"\d+\.\d+", tag):
-            problems.append(f"{label}:{st['line']}: base image {image}: tag {tag!r} is not a "
-                            "pinned version (e.g. 3.11.13-slim-bookworm)")
+            problems.append(
+                f"{label}:{st['line']}: base image {image}: tag {tag!r} is not a "
+                "pinned version (e.g. 3.11.13-slim-bookworm)"
+            )
 
     final = stages[-1]
     users = [(ln, a) for ln, i, a in final["instrs"] if i == "USER"]
@@ -474,8 +492,9 @@ def check_dockerfile(path: Path, hadolint: bool = True) -> list[str]:
         torch_spec = torch_spec or st["args"].get("TORCH_SPEC")
     if not torch_spec or not re.search(r"\btorch==\d+\.\d+", torch_spec):
         problems.append(f"{label}: ARG TORCH_SPEC must pin torch (torch==X.Y.Z ...)")
-    ray_version = next((st["args"].get("RAY_VERSION") for st in stages
-                        if st["args"].get("RAY_VERSION")), None)
+    ray_version = next(
+        (st["args"].get("RAY_VERSION") for st in stages if st["args"].get("RAY_VERSION")), None
+    )
     if not ray_version or not re.fullmatch(r"\d+\.\d+\.\d+", ray_version):
         problems.append(f"{label}: ARG RAY_VERSION must pin ray (X.Y.Z), got {ray_version!r}")
     runs = [(ln, a) for ln, i, a, _ in all_stage_instrs if i == "RUN"]
@@ -491,8 +510,7 @@ def check_dockerfile(path: Path, hadolint: bool = True) -> list[str]:
     # COPY sources must exist and must not be excluded by the ignore list of this Dockerfile.
     ignore_file = path.with_name(path.name + ".dockerignore")
     if not ignore_file.exists():
-        problems.append(f"{label}: no {ignore_file.name} beside it (the build context ignore "
-                        "list)")
+        problems.append(f"{label}: no {ignore_file.name} beside it (the build context ignore list)")
     patterns = _ignore_patterns(ignore_file)
     for ln, instr, args, _ in all_stage_instrs:
         if instr not in ("COPY", "ADD"):
@@ -501,13 +519,14 @@ def check_dockerfile(path: Path, hadolint: bool = True) -> list[str]:
         if any(w.startswith("--from") for w in args.split()):
             continue
         if words and words[0].startswith("["):
-            words = json.loads(args[args.index("["):])
+            words = json.loads(args[args.index("[") :])
         for src in words[:-1]:
             if not (REPO / src).exists():
                 problems.append(f"{label}:{ln}: COPY source {src!r} does not exist in the repo")
             elif _ignored(src, patterns):
-                problems.append(f"{label}:{ln}: COPY source {src!r} is excluded by "
-                                f"{ignore_file.name}")
+                problems.append(
+                    f"{label}:{ln}: COPY source {src!r} is excluded by {ignore_file.name}"
+                )
     return problems
 
 
@@ -524,8 +543,13 @@ def run_hadolint(path: Path) -> list[str]:
     exe = hadolint_binary()
     if exe is None:
         return []
-    res = subprocess.run([exe, "--no-color", "--failure-threshold", "info", str(path)],
-                         capture_output=True, text=True, timeout=120, check=False)
+    res = subprocess.run(
+        [exe, "--no-color", "--failure-threshold", "info", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     if res.returncode == 0:
         return []
     lines = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.strip()]
@@ -536,8 +560,9 @@ def run_hadolint(path: Path) -> list[str]:
 # Ray cluster launcher
 
 
-def check_cluster_launcher(path: Path = CLUSTER_LAUNCHER_FILE,
-                           config: dict | None = None) -> list[str]:
+def check_cluster_launcher(
+    path: Path = CLUSTER_LAUNCHER_FILE, config: dict | None = None
+) -> list[str]:
     """Ray's own validation of a `ray up` config, plus memrl's policy.
 
     ``config`` overrides the file's content (used by the negative tests).
@@ -556,12 +581,16 @@ def check_cluster_launcher(path: Path = CLUSTER_LAUNCHER_FILE,
     types = prepared["available_node_types"]
     head = types[prepared["head_node_type"]]
     if head.get("resources", {}).get("GPU", 0) < 1:
-        p.append(f"{path.name}: the head node type ({prepared['head_node_type']}) must declare "
-                 "a GPU (it runs the learner)")
+        p.append(
+            f"{path.name}: the head node type ({prepared['head_node_type']}) must declare "
+            "a GPU (it runs the learner)"
+        )
     workers = {k: v for k, v in types.items() if k != prepared["head_node_type"]}
-    cpu_workers = [k for k, v in workers.items()
-                   if v.get("resources", {}).get("CPU", 0) > 0
-                   and v.get("resources", {}).get("GPU", 0) == 0]
+    cpu_workers = [
+        k
+        for k, v in workers.items()
+        if v.get("resources", {}).get("CPU", 0) > 0 and v.get("resources", {}).get("GPU", 0) == 0
+    ]
     if not cpu_workers:
         p.append(f"{path.name}: no CPU-only worker node type (for the env runners)")
     for name, nt in workers.items():
@@ -576,14 +605,15 @@ def check_cluster_launcher(path: Path = CLUSTER_LAUNCHER_FILE,
                 p.append(f"{path.name}: {key}: `{cmd[:60]}...` must run with RAY_AUTH_MODE=token")
     mounts = prepared.get("file_mounts", {})
     if not any(k.rstrip("/").endswith(".ray/auth_token") for k in mounts):
-        p.append(f"{path.name}: file_mounts must copy the auth token (~/.ray/auth_token) to "
-                 "every node")
+        p.append(
+            f"{path.name}: file_mounts must copy the auth token (~/.ray/auth_token) to every node"
+        )
 
     def install_order(cmds: list[str], where: str) -> None:
-        torch_i = next((i for i, c in enumerate(cmds) if re.search(r"install .*torch==", c)),
-                       None)
-        pkg_i = next((i for i, c in enumerate(cmds) if re.search(r"install .*-e \S*memrl", c)),
-                     None)
+        torch_i = next((i for i, c in enumerate(cmds) if re.search(r"install .*torch==", c)), None)
+        pkg_i = next(
+            (i for i, c in enumerate(cmds) if re.search(r"install .*-e \S*memrl", c)), None
+        )
         if torch_i is None or pkg_i is None:
             p.append(f"{path.name}: {where}: must install torch==X and then memrl (-e)")
         elif torch_i > pkg_i:
@@ -631,10 +661,12 @@ _WORKER_GROUP = {
         "labels": _STR_MAP,
         "template": _k8s("io.k8s.api.core.v1.PodTemplateSpec"),
         "scaleStrategy": {
-            "type": "object", "additionalProperties": False,
-            "properties": {"workersToDelete": {"type": "array", "items": {"type": "string"}},
-                           "multihostReplicasToDelete": {"type": "array",
-                                                         "items": {"type": "string"}}},
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "workersToDelete": {"type": "array", "items": {"type": "string"}},
+                "multihostReplicasToDelete": {"type": "array", "items": {"type": "string"}},
+            },
         },
     },
 }
@@ -652,21 +684,24 @@ _CLUSTER_SPEC = {
         "gcsFaultToleranceOptions": {"type": "object"},
         "upgradeStrategy": {"type": "object"},
         "authOptions": {
-            "type": "object", "additionalProperties": False,
-            "properties": {"mode": {"enum": ["disabled", "token"]},
-                           "secretName": {"type": "string"},
-                           "enableK8sTokenAuth": {"type": "boolean"}},
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "mode": {"enum": ["disabled", "token"]},
+                "secretName": {"type": "string"},
+                "enableK8sTokenAuth": {"type": "boolean"},
+            },
         },
         "autoscalerOptions": {
-            "type": "object", "additionalProperties": False,
+            "type": "object",
+            "additionalProperties": False,
             "properties": {
                 "resources": _k8s("io.k8s.api.core.v1.ResourceRequirements"),
                 "image": {"type": "string"},
                 "imagePullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]},
                 "env": {"type": "array", "items": _k8s("io.k8s.api.core.v1.EnvVar")},
                 "envFrom": {"type": "array", "items": _k8s("io.k8s.api.core.v1.EnvFromSource")},
-                "volumeMounts": {"type": "array",
-                                 "items": _k8s("io.k8s.api.core.v1.VolumeMount")},
+                "volumeMounts": {"type": "array", "items": _k8s("io.k8s.api.core.v1.VolumeMount")},
                 "securityContext": _k8s("io.k8s.api.core.v1.SecurityContext"),
                 "idleTimeoutSeconds": {"type": "integer", "minimum": 0},
                 "upscalingMode": {"enum": ["Default", "Aggressive", "Conservative"]},
@@ -678,8 +713,7 @@ _CLUSTER_SPEC = {
             "required": ["template"],
             "additionalProperties": False,
             "properties": {
-                "serviceType": {"enum": ["ClusterIP", "NodePort", "LoadBalancer",
-                                         "ExternalName"]},
+                "serviceType": {"enum": ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"]},
                 "headService": {"type": "object"},
                 "enableIngress": {"type": "boolean"},
                 "rayStartParams": _STR_MAP,
@@ -723,11 +757,13 @@ KUBERAY_SUBSET_SCHEMA: dict[str, dict] = {
                     "rayClusterSpec": _CLUSTER_SPEC,
                     "submitterPodTemplate": _k8s("io.k8s.api.core.v1.PodTemplateSpec"),
                     "submitterConfig": {
-                        "type": "object", "additionalProperties": False,
+                        "type": "object",
+                        "additionalProperties": False,
                         "properties": {"backoffLimit": {"type": "integer", "minimum": 0}},
                     },
-                    "submissionMode": {"enum": ["K8sJobMode", "HTTPMode", "InteractiveMode",
-                                                "SidecarMode"]},
+                    "submissionMode": {
+                        "enum": ["K8sJobMode", "HTTPMode", "InteractiveMode", "SidecarMode"]
+                    },
                     "entrypointResources": {"type": "string"},
                     "entrypointNumCpus": {"type": "number", "minimum": 0},
                     "entrypointNumGpus": {"type": "number", "minimum": 0},
@@ -737,10 +773,10 @@ KUBERAY_SUBSET_SCHEMA: dict[str, dict] = {
                     "backoffLimit": {"type": "integer", "minimum": 0},
                     "shutdownAfterJobFinishes": {"type": "boolean"},
                     "suspend": {"type": "boolean"},
-                    "managedBy": {"enum": ["ray.io/kuberay-operator",
-                                           "kueue.x-k8s.io/multikueue"]},
-                    "deletionPolicy": {"enum": ["DeleteCluster", "DeleteWorkers", "DeleteSelf",
-                                                "DeleteNone"]},
+                    "managedBy": {"enum": ["ray.io/kuberay-operator", "kueue.x-k8s.io/multikueue"]},
+                    "deletionPolicy": {
+                        "enum": ["DeleteCluster", "DeleteWorkers", "DeleteSelf", "DeleteNone"]
+                    },
                     "deletionStrategy": {"type": "object"},
                 },
             },
@@ -764,12 +800,14 @@ def _k8s_registry():
     if not versions:
         raise DeployCheckError(f"kubernetes-validate has no schemas for {K8S_VERSION}")
     defs = kvu.schema_contents(
-        f"kubernetes-json-schema/v{versions[-1]}-local-strict/_definitions.json", K8S_VERSION)
+        f"kubernetes-json-schema/v{versions[-1]}-local-strict/_definitions.json", K8S_VERSION
+    )
     return Resource.from_contents(defs) @ Registry()
 
 
-def check_kubernetes(paths: tuple[Path, ...] = KUBERAY_FILES,
-                     docs: list[tuple[str, dict]] | None = None) -> list[str]:
+def check_kubernetes(
+    paths: tuple[Path, ...] = KUBERAY_FILES, docs: list[tuple[str, dict]] | None = None
+) -> list[str]:
     """Schema and policy problems of the KubeRay manifests (empty list = valid).
 
     ``docs`` overrides the files' content as (label, document) pairs (used by the tests).
@@ -813,8 +851,10 @@ def _token_env_ok(env: list[dict], where: str) -> list[str]:
     tok = by_name.get("RAY_AUTH_TOKEN", {})
     ref = tok.get("valueFrom", {}).get("secretKeyRef", {})
     if "value" in tok or not ref.get("name") or ref.get("key") != AUTH_SECRET_KEY:
-        out.append(f"{where}: RAY_AUTH_TOKEN must come from a Secret (secretKeyRef key "
-                   f"{AUTH_SECRET_KEY!r}), never a literal")
+        out.append(
+            f"{where}: RAY_AUTH_TOKEN must come from a Secret (secretKeyRef key "
+            f"{AUTH_SECRET_KEY!r}), never a literal"
+        )
     elif ref.get("optional"):
         out.append(f"{where}: the token Secret must not be optional")
     return out
@@ -862,9 +902,8 @@ def _kuberay_policy(label: str, doc: dict) -> list[str]:
     else:
         cluster = spec
     auth_by_operator = cluster.get("authOptions", {}).get("mode") == "token"
-    if (cluster.get("enableInTreeAutoscaling") and not auth_by_operator):
-        p += _token_env_ok(cluster.get("autoscalerOptions", {}).get("env"),
-                           f"{label}: autoscaler")
+    if cluster.get("enableInTreeAutoscaling") and not auth_by_operator:
+        p += _token_env_ok(cluster.get("autoscalerOptions", {}).get("env"), f"{label}: autoscaler")
     head = cluster["headGroupSpec"]
     head_containers = _containers(head["template"])
     if not head_containers:
@@ -881,10 +920,14 @@ def _kuberay_policy(label: str, doc: dict) -> list[str]:
         if not lo <= g.get("replicas", lo) <= hi:
             p.append(f"{label}: {g['groupName']}: replicas outside [minReplicas, maxReplicas]")
         groups.append((g["groupName"], g, cs[0], None))
-    cpu_groups = [n for n, _, c, _ in groups[1:]
-                  if not c.get("resources", {}).get("limits", {}).get("nvidia.com/gpu")]
-    has_gpu = any(c.get("resources", {}).get("limits", {}).get("nvidia.com/gpu")
-                  for _, _, c, _ in groups)
+    cpu_groups = [
+        n
+        for n, _, c, _ in groups[1:]
+        if not c.get("resources", {}).get("limits", {}).get("nvidia.com/gpu")
+    ]
+    has_gpu = any(
+        c.get("resources", {}).get("limits", {}).get("nvidia.com/gpu") for _, _, c, _ in groups
+    )
     if not cpu_groups:
         p.append(f"{label}: no CPU-only worker group for the env runners")
     if not has_gpu:

@@ -62,41 +62,62 @@ def _replace_arg(name: str, field: str, old: str, new: str) -> Callable[[dict], 
 
 BROKEN = {
     "unknown service key (typo)": (
-        lambda d: _svc(d, "ray-head").__setitem__("shm_sise", "2gb"), "shm_sise"),
+        lambda d: _svc(d, "ray-head").__setitem__("shm_sise", "2gb"),
+        "shm_sise",
+    ),
     "wrong type": (lambda d: _svc(d, "ray-head").__setitem__("ports", "8265:8265"), "ports"),
     "small shm": (lambda d: _svc(d, "ray-worker").__setitem__("shm_size", "64m"), "shm_size"),
     "no shm": (lambda d: _svc(d, "ray-head").pop("shm_size"), "shm_size"),
     "dashboard on all interfaces": (
-        lambda d: _svc(d, "ray-head").__setitem__("ports", ["8265:8265"]), "127.0.0.1"),
+        lambda d: _svc(d, "ray-head").__setitem__("ports", ["8265:8265"]),
+        "127.0.0.1",
+    ),
     "tensorboard on all interfaces": (
-        lambda d: _svc(d, "tensorboard").__setitem__("ports", ["0.0.0.0:6006:6006"]), "6006"),
+        lambda d: _svc(d, "tensorboard").__setitem__("ports", ["0.0.0.0:6006:6006"]),
+        "6006",
+    ),
     "auth disabled": (_set_env("ray-worker", "RAY_AUTH_MODE", "disabled"), "RAY_AUTH_MODE"),
     "literal token": (_set_env("ray-head", "RAY_AUTH_TOKEN", "abc123"), "RAY_AUTH_TOKEN"),
     "optional token": (
-        _set_env("submit", "RAY_AUTH_TOKEN", "${RAY_AUTH_TOKEN:-}"), "RAY_AUTH_TOKEN"),
+        _set_env("submit", "RAY_AUTH_TOKEN", "${RAY_AUTH_TOKEN:-}"),
+        "RAY_AUTH_TOKEN",
+    ),
     "worker not scalable": (
         lambda d: _svc(d, "ray-worker").__setitem__("container_name", "worker1"),
-        "container_name"),
+        "container_name",
+    ),
     "worker host port": (
         lambda d: _svc(d, "ray-worker").__setitem__("ports", ["127.0.0.1:8000:8000"]),
-        "--scale"),
-    "head not blocking": (
-        lambda d: _svc(d, "ray-head")["command"].remove("--block"), "--block"),
+        "--scale",
+    ),
+    "head not blocking": (lambda d: _svc(d, "ray-head")["command"].remove("--block"), "--block"),
     "relative output_dir": (
         _replace_arg("submit", "command", "output_dir=/results", "output_dir=results"),
-        "output_dir"),
+        "output_dir",
+    ),
     "wrong job address": (
-        _replace_arg("submit", "entrypoint", "--address=http://ray-head:8265",
-                     "--address=http://localhost:8265"), "ray-head:8265"),
+        _replace_arg(
+            "submit",
+            "entrypoint",
+            "--address=http://ray-head:8265",
+            "--address=http://localhost:8265",
+        ),
+        "ray-head:8265",
+    ),
     "tensorboard reads elsewhere": (
         _replace_arg("tensorboard", "command", "--logdir=/results/runs", "--logdir=/tmp/runs"),
-        "logdir"),
+        "logdir",
+    ),
     "undeclared volume": (
         lambda d: _svc(d, "tensorboard").__setitem__("volumes", ["other:/results:ro"]),
-        "other"),
+        "other",
+    ),
     "depends on a missing service": (
         lambda d: _svc(d, "submit")["depends_on"].__setitem__(
-            "ray-haed", {"condition": "service_started"}), "ray-haed"),
+            "ray-haed", {"condition": "service_started"}
+        ),
+        "ray-haed",
+    ),
 }
 
 
@@ -126,10 +147,17 @@ def test_interpolation_follows_compose_rules() -> None:
         interpolate("${E:?need E}", env)
 
 
-@pytest.mark.parametrize(("text", "size"), [
-    ("2gb", 2 * 1024**3), ("2g", 2 * 1024**3), ("512m", 512 * 1024**2), (1024, 1024),
-    ("1.5GB", int(1.5 * 1024**3)), ("100", 100),
-])
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("2gb", 2 * 1024**3),
+        ("2g", 2 * 1024**3),
+        ("512m", 512 * 1024**2),
+        (1024, 1024),
+        ("1.5GB", int(1.5 * 1024**3)),
+        ("100", 100),
+    ],
+)
 def test_parse_size(text: str | int, size: int) -> None:
     assert parse_size(text) == size
 
@@ -155,6 +183,12 @@ def test_compose_cli_config_when_available() -> None:
     if cli is None:
         pytest.skip("no `docker compose` plugin nor docker-compose binary on this machine")
     env = {**os.environ, "RAY_AUTH_TOKEN": "0" * 64}
-    res = subprocess.run([*cli, "-f", str(COMPOSE_FILE), "config", "--quiet"], env=env,
-                         capture_output=True, text=True, timeout=120, check=False)
+    res = subprocess.run(
+        [*cli, "-f", str(COMPOSE_FILE), "config", "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr

@@ -364,7 +364,7 @@ def parse_dockerfile(text: str) -> list[tuple[int, str, str]]:
         if not buf:
             start = lineno
         if stripped.endswith("\\"):
-            buf += stripped[:-1] + " "
+            buf += stripped[:-1].rstrip() + " "
             continue
         buf += stripped
         instr, _, args = buf.partition(" ")

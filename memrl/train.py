@@ -136,6 +136,21 @@ def cluster_resources() -> tuple[float, float]:
     return float(res.get("CPU", 1)), float(res.get("GPU", 0))
 
 
+def build_algorithm(cfg: TrainConfig, resume: Path | None = None) -> Any:
+    """The RLlib Algorithm for ``cfg`` on the connected Ray cluster, restored from ``resume``.
+
+    ``resume`` is a checkpoint folder (see memrl.checkpoints); its weights, optimizer state,
+    connector state and iteration counter are restored.
+    """
+    cpus, gpus = cluster_resources()
+    resources = resolve_resources(cfg.resources, cpus=cpus, gpus=gpus)
+    log.info("resources: %s (cluster: %g CPUs, %g GPUs)", resources.model_dump(), cpus, gpus)
+    algo = build_algorithm_config(cfg, resources).build_algo()
+    if resume is not None:
+        algo.restore_from_path(str(resume / checkpoints.ALGORITHM_DIR))
+    return algo
+
+
 def _should_stop(cfg: TrainConfig, iteration: int, env_steps: int, time_s: float) -> str | None:
     stop = cfg.stop
     if stop.iterations is not None and iteration >= stop.iterations:
@@ -155,20 +170,16 @@ def train(
     Starts (and afterwards stops) a local Ray unless one is running or an address is given.
     Raises ConfigError for an env that cannot be built; RLlib errors propagate.
     """
-    console = console or Console()
+    console = console or Console(soft_wrap=True)
     check_env(cfg)
     start = checkpoints.load_state(resume) if resume is not None else None
     started_ray = init_ray(cfg)
     algo = None
     run_log = None
     try:
-        cpus, gpus = cluster_resources()
-        resources = resolve_resources(cfg.resources, cpus=cpus, gpus=gpus)
-        log.info("resources: %s (cluster: %g CPUs, %g GPUs)", resources.model_dump(), cpus, gpus)
-        algo = build_algorithm_config(cfg, resources).build_algo()
+        algo = build_algorithm(cfg, resume)
         iteration, env_steps, time_before = 0, 0, 0.0
-        if resume is not None and start is not None:
-            algo.restore_from_path(str(resume / checkpoints.ALGORITHM_DIR))
+        if start is not None:
             iteration, env_steps, time_before = start.iteration, start.env_steps, start.time_s
             log.info("resumed from %s at iteration %d (%d env steps)", resume, iteration, env_steps)
         run_log = RunLog(cfg.run_dir, tensorboard=cfg.logging.tensorboard)
@@ -198,7 +209,7 @@ def train(
             history.append(metrics)
             run_log.write(metrics, flat)
             if iteration % cfg.logging.progress_every == 0:
-                console.print(progress_line(metrics), highlight=False)
+                console.print(progress_line(metrics), highlight=False, soft_wrap=True)
             reason = _should_stop(cfg, iteration, env_steps, metrics.time_s)
             periodic = cfg.checkpoint.every > 0 and iteration % cfg.checkpoint.every == 0
             if periodic or (reason is not None and cfg.checkpoint.at_end):
@@ -267,21 +278,26 @@ def resolve_cli(argv: Sequence[str]) -> tuple[TrainConfig, Path | None]:
 
 
 def setup_logging(level: str = "INFO") -> None:
-    """Rich log handler on the root logger, unless one is already configured (memrl.cli)."""
-    root = logging.getLogger()
-    if not root.handlers:
+    """Send memrl's log records to a rich handler of their own.
+
+    Not via the root logger: optional env packages (absl, through dm_control) install a root
+    handler that drops INFO records, and basicConfig does nothing once one exists.
+    """
+    logger = logging.getLogger("memrl")
+    logger.setLevel(level)
+    if not any(getattr(h, "_memrl", False) for h in logger.handlers):
         from rich.logging import RichHandler
 
-        logging.basicConfig(
-            level=level, format="%(message)s", handlers=[RichHandler(show_path=False)]
-        )
-    logging.getLogger("memrl").setLevel(level)
+        handler = RichHandler(show_path=False)
+        handler._memrl = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.propagate = False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``memrl train`` and ``python -m memrl.train``; returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    console = Console()
+    console = Console(soft_wrap=True)
     if "--schema" in argv:
         console.print(describe_schema(), highlight=False, markup=False)
         return 0
@@ -299,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     final = result.final
     console.rule("[bold]done")
     if final is not None:
-        console.print(progress_line(final), highlight=False)
+        console.print(progress_line(final), highlight=False, soft_wrap=True)
     console.print(
         f"iterations {result.iterations}, env steps {result.env_steps:,}, {result.time_s:.1f} s",
         highlight=False,

@@ -57,45 +57,41 @@ def sinusoid_positions(
 
 @dataclass(frozen=True)
 class EpisodeWindow:
-    """Which key each query of one call may see (episode ids and validity, not a full mask).
+    """Which key each query of one call may see, computed once per call and shared by the layers.
 
     query_episode: [B, T] long, ``cumsum(first)`` over the segment.
     key_episode:   [B, M+T] long, 0 for memory slots, then ``query_episode``.
     key_valid:     [B, M+T] bool, ``memory_mask`` for memory slots, True for segment steps.
+    block:         queries per attention block.
+    allowed:       [B, n, block, M+block] bool, n = ceil(T / block): may query i of block c
+                   attend to key ``c*block + j``?
     """
 
     query_episode: Tensor
     key_episode: Tensor
     key_valid: Tensor
     memory_len: int
+    block: int
+    allowed: Tensor
 
     @classmethod
-    def build(cls, first: Tensor, memory_mask: Tensor) -> EpisodeWindow:
-        """From ``first`` [B, T] bool and ``memory_mask`` [B, M] bool."""
-        episode = episode_index(first)
-        return cls(
-            query_episode=episode,
-            key_episode=torch.cat([torch.zeros_like(memory_mask, dtype=episode.dtype), episode], 1),
-            key_valid=torch.cat([memory_mask, torch.ones_like(first)], 1),
-            memory_len=memory_mask.shape[1],
-        )
-
-    def allowed_blocks(self, block: int) -> Tensor:
-        """Allowed (query, key) pairs per block: [B, n, block, M+block] bool, n = ceil(T/block).
-
-        Padded queries past T copy the last step's episode and see at least themselves.
-        """
-        memory, steps = self.memory_len, self.query_episode.shape[1]
+    def build(cls, first: Tensor, memory_mask: Tensor, block: int) -> EpisodeWindow:
+        """From ``first`` [B, T] bool, ``memory_mask`` [B, M] bool and the block size."""
+        memory, steps = memory_mask.shape[1], first.shape[1]
+        query = episode_index(first)
+        key = torch.cat([torch.zeros_like(memory_mask, dtype=query.dtype), query], 1)
+        valid = torch.cat([memory_mask, torch.ones_like(first)], 1)
+        # Padding steps past T get episode -1: each sees itself (so no row is all -inf) and no
+        # real step sees them (they lie in its future).
         pad = -steps % block
-        query = F.pad(self.query_episode, (0, pad), mode="replicate")
-        key = F.pad(self.key_episode, (0, pad), mode="replicate")
-        valid = F.pad(self.key_valid, (0, pad), value=True)
-        query = rearrange(query, "b (n i) -> b n i", i=block)
-        key = key.unfold(1, memory + block, block)  # [B, n, M+block]
-        valid = valid.unfold(1, memory + block, block)
-        distance = relative_distance(block, memory, self.query_episode.device)
+        padded_query = rearrange(F.pad(query, (0, pad), value=-1), "b (n i) -> b n i", i=block)
+        padded_key = F.pad(key, (0, pad), value=-1).unfold(1, memory + block, block)
+        padded_valid = F.pad(valid, (0, pad), value=True).unfold(1, memory + block, block)
+        distance = relative_distance(block, memory, first.device)
         band = (distance >= 0) & (distance <= memory)  # [block, M+block]
-        return band & (query[..., :, None] == key[..., None, :]) & valid[..., None, :]
+        same_episode = padded_query[..., :, None] == padded_key[..., None, :]
+        allowed = band & same_episode & padded_valid[..., None, :]
+        return cls(query, key, valid, memory, block, allowed)
 
     def next_memory_mask(self) -> Tensor:
         """Validity [B, M] of the last M keys after the call: same episode as the last step."""
@@ -132,10 +128,10 @@ class RelativeWindowAttention(nn.Module):
         self.content_bias = nn.Parameter(torch.zeros(num_heads, self.head_dim))  # u
         self.position_bias = nn.Parameter(torch.zeros(num_heads, self.head_dim))  # v
 
-    def forward(self, queries: Tensor, keys: Tensor, window: EpisodeWindow, block: int) -> Tensor:
+    def forward(self, queries: Tensor, keys: Tensor, window: EpisodeWindow) -> Tensor:
         """queries [B, T, d] (the segment), keys [B, M+T, d] ([memory; segment]) -> [B, T, d]."""
         batch, steps, _ = queries.shape
-        memory = window.memory_len
+        memory, block = window.memory_len, window.block
         pad = -steps % block
         q = rearrange(self.query(queries), "b t (h e) -> b h t e", h=self.num_heads)
         k, v = rearrange(
@@ -165,7 +161,7 @@ class RelativeWindowAttention(nn.Module):
         position = rearrange(F.pad(position, (0, 0, 0, pad)), "b h (n i) d -> b h n i d", i=block)
         distance = relative_distance(block, memory, queries.device).clamp(0, memory)
         bias = position.gather(-1, distance.expand(*position.shape[:-1], memory + block))
-        allowed = window.allowed_blocks(block)[:, None]  # [B, 1, n, block, M+block]
+        allowed = window.allowed[:, None]  # [B, 1, n, block, M+block]
         bias = rearrange(bias.masked_fill(~allowed, float("-inf")), "b h n i j -> (b n) h i j")
 
         group = self.num_heads // self.kv_heads
@@ -188,7 +184,7 @@ class FeedForward(nn.Sequential):
 class WindowCore(MemoryCore):
     """Shared body of the attention-window cores: input projection, layer loop, window state.
 
-    Subclasses fill ``self.layers`` with modules called as ``layer(h, memory, window, block)``
+    Subclasses fill ``self.layers`` with modules called as ``layer(h, memory, window)``
     (h [B, T, d], memory [B, M, d] detached, returns [B, T, d]) and may set ``self.out_norm``.
     State: ``{"memory": [B, layers, M, d], "memory_mask": [B, M]}``, each layer's inputs of the
     last M steps of the current episode, oldest first, invalid slots exactly zero.
@@ -244,13 +240,12 @@ class WindowCore(MemoryCore):
     def _run(self, x: Tensor, state: State, first: Tensor) -> tuple[Tensor, State, Tensor]:
         """Returns (y [B, T, d], next state, per-step layer inputs [B, T, layers, d])."""
         memory = state["memory"].detach()  # stop-gradient into memory (GTrXL, Sec. 3)
-        window = EpisodeWindow.build(first, state["memory_mask"])
-        block = self.block_size(x.shape[1])
+        window = EpisodeWindow.build(first, state["memory_mask"], self.block_size(x.shape[1]))
         h = self.input_proj(x)
         inputs = []
         for index, layer in enumerate(self.layers):
             inputs.append(h)
-            h = layer(h, memory[:, index].to(h.dtype), window, block)
+            h = layer(h, memory[:, index].to(h.dtype), window)
         layer_inputs = torch.stack(inputs, dim=2).detach()  # [B, T, layers, d]
 
         mask = window.next_memory_mask()

@@ -52,11 +52,11 @@ class GTrXLLayer(nn.Module):
         self.feed_forward = FeedForward(d_model, d_ff)
         self.feed_forward_gate = GRUGate(d_model, gate_bias)
 
-    def forward(self, h: Tensor, memory: Tensor, window: EpisodeWindow, block: int) -> Tensor:
+    def forward(self, h: Tensor, memory: Tensor, window: EpisodeWindow) -> Tensor:
         """h [B, T, d], memory [B, M, d] (already detached) -> [B, T, d]."""
         keys = self.attention_norm(torch.cat([memory, h], dim=1))
         queries = keys[:, window.memory_len :]
-        y = self.attention_gate(h, F.relu(self.attention(queries, keys, window, block)))
+        y = self.attention_gate(h, F.relu(self.attention(queries, keys, window)))
         return self.feed_forward_gate(y, F.relu(self.feed_forward(self.feed_forward_norm(y))))
 
 

@@ -24,10 +24,10 @@ class LocalXLLayer(nn.Module):
         self.feed_forward_norm = nn.LayerNorm(d_model)
         self.feed_forward = FeedForward(d_model, d_ff)
 
-    def forward(self, h: Tensor, memory: Tensor, window: EpisodeWindow, block: int) -> Tensor:
+    def forward(self, h: Tensor, memory: Tensor, window: EpisodeWindow) -> Tensor:
         """h [B, T, d], memory [B, M, d] (already detached) -> [B, T, d]."""
         keys = self.attention_norm(torch.cat([memory, h], dim=1))
-        h = h + self.attention(keys[:, window.memory_len :], keys, window, block)
+        h = h + self.attention(keys[:, window.memory_len :], keys, window)
         return h + self.feed_forward(self.feed_forward_norm(h))
 
 

@@ -18,10 +18,10 @@ class TrXLLayer(nn.Module):
         self.feed_forward = FeedForward(d_model, d_ff)
         self.feed_forward_norm = nn.LayerNorm(d_model)
 
-    def forward(self, h: Tensor, memory: Tensor, window: EpisodeWindow, block: int) -> Tensor:
+    def forward(self, h: Tensor, memory: Tensor, window: EpisodeWindow) -> Tensor:
         """h [B, T, d], memory [B, M, d] (already detached) -> [B, T, d]."""
         keys = torch.cat([memory, h], dim=1)
-        h = self.attention_norm(h + self.attention(h, keys, window, block))
+        h = self.attention_norm(h + self.attention(h, keys, window))
         return self.feed_forward_norm(h + self.feed_forward(h))
 
 

@@ -64,8 +64,7 @@ def dense_allowed(first: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tenso
 def test_each_step_sees_min_of_memory_and_episode_so_far_plus_itself(block):
     memory, steps = 6, 29
     first, memory_mask = random_episode(5, steps, memory, seed=block)
-    window = EpisodeWindow.build(first, memory_mask)
-    blocks = window.allowed_blocks(block)  # [B, n, block, M+block]
+    blocks = EpisodeWindow.build(first, memory_mask, block).allowed  # [B, n, block, M+block]
     n = math.ceil(steps / block)
     assert blocks.shape == (5, n, block, memory + block)
     # Scatter the blocks back onto [T, M+T] to compare with the rule written out pair by pair.
@@ -82,7 +81,7 @@ def test_next_memory_mask_keeps_only_the_last_steps_episode():
     memory = 4
     first = torch.tensor([[False, False], [False, True], [False, False]])
     memory_mask = torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1], [0, 0, 0, 0]], dtype=torch.bool)
-    mask = EpisodeWindow.build(first, memory_mask).next_memory_mask()
+    mask = EpisodeWindow.build(first, memory_mask, block=2).next_memory_mask()
     expected = torch.tensor([[1, 1, 1, 1], [0, 0, 0, 1], [0, 0, 1, 1]], dtype=torch.bool)
     assert mask.shape == (3, memory) and torch.equal(mask, expected)
 
@@ -147,8 +146,7 @@ def test_blocked_attention_equals_dense_reference(block, kv_heads):
     first, memory_mask = random_episode(3, steps, memory, seed=block + 10)
     queries = torch.randn(3, steps, d, dtype=torch.float64)
     keys = torch.cat([torch.randn(3, memory, d, dtype=torch.float64), queries], 1)
-    window = EpisodeWindow.build(first, memory_mask)
-    out = attn(queries, keys, window, block)
+    out = attn(queries, keys, EpisodeWindow.build(first, memory_mask, block))
     torch.testing.assert_close(
         out, dense_reference(attn, queries, keys, first, memory_mask), atol=1e-10, rtol=0
     )
@@ -215,10 +213,10 @@ def test_gtrxl_gate_bias_makes_blocks_start_near_identity(seed):
         layer = GTrXLLayer(32, 4, 4, 64, gate_bias)
         h, memory = torch.randn(4, 10, 32), torch.randn(4, 6, 32)
         window = EpisodeWindow.build(
-            torch.zeros(4, 10, dtype=torch.bool), torch.ones(4, 6, dtype=torch.bool)
+            torch.zeros(4, 10, dtype=torch.bool), torch.ones(4, 6, dtype=torch.bool), block=10
         )
         with torch.no_grad():
-            out = layer(h, memory, window, 10)
+            out = layer(h, memory, window)
         return float((out - h).norm() / h.norm())
 
     identity_biased, neutral = relative_change(2.0), relative_change(0.0)

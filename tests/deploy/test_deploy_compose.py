@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import copy
-import os
 import re
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from deploy_validate import (
     interpolate,
     load_yaml,
     parse_size,
+    run_compose_config,
 )
 
 
@@ -177,18 +176,29 @@ def test_env_example_documents_every_variable_and_holds_no_token() -> None:
     assert re.search(r"^RAY_AUTH_TOKEN=$", example, flags=re.M)
 
 
-def test_compose_cli_config_when_available() -> None:
-    """`docker compose config` parses without an engine; CI has no compose plugin, so skip."""
-    cli = compose_cli()
-    if cli is None:
-        pytest.skip("no `docker compose` plugin nor docker-compose binary on this machine")
-    env = {**os.environ, "RAY_AUTH_TOKEN": "0" * 64}
-    res = subprocess.run(
-        [*cli, "-f", str(COMPOSE_FILE), "config", "--quiet"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+def _need_compose() -> None:
+    if compose_cli() is None:
+        pytest.skip("no `docker compose` plugin nor docker-compose (v2+) binary on this machine")
+
+
+@pytest.mark.parametrize("profile", [(), ("--profile", "gpu")], ids=["all", "with-gpu-profile"])
+def test_compose_cli_accepts_the_file(profile: tuple[str, ...]) -> None:
+    """Compose's own parser (no engine needed): `docker compose config --quiet`."""
+    _need_compose()
+    res = run_compose_config(COMPOSE_FILE, {"RAY_AUTH_TOKEN": "0" * 64}, *profile)
     assert res.returncode == 0, res.stderr
+
+
+def test_compose_cli_rejects_a_missing_token() -> None:
+    _need_compose()
+    res = run_compose_config(COMPOSE_FILE, {})
+    assert res.returncode != 0
+    assert "RAY_AUTH_TOKEN" in res.stderr
+
+
+def test_compose_cli_rejects_a_broken_copy(tmp_path: Path) -> None:
+    _need_compose()
+    broken = _broken_copy(tmp_path, lambda d: _svc(d, "ray-head").__setitem__("shm_sise", "2gb"))
+    res = run_compose_config(broken, {"RAY_AUTH_TOKEN": "0" * 64})
+    assert res.returncode != 0
+    assert "shm_sise" in res.stderr

@@ -1,0 +1,182 @@
+"""The compact per-step state round trip, for every core.
+
+An env runner (memrl's connectors) samples episodes in several short batches, so episodes span
+batches and training chunks start mid-episode. A test module also writes the ``STATE_IN`` and
+``first`` it was given at every step into the episode. The PPO learner's connector pipeline then
+builds the train batch from each sample batch; at every chunk start its ``STATE_IN`` must equal
+the state the env runner had at that step, and its ``first`` must be True exactly at episode
+starts. Observations carry (episode tag, step) so that chunks are matched to steps by content.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from core_kwargs import SMALL_CORE_KWARGS
+from ray.rllib.core import DEFAULT_MODULE_ID
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
+
+from memrl.models import CORES, MASK_SUFFIX
+from memrl.rllib import FIRST, MemoryActorCritic, build_ppo_config
+from memrl.rllib.state import step_record
+
+ENV_ID = "memrl-test/Counter-v0"
+MAX_SEQ_LEN = 4
+SAMPLE_STEPS = 9  # per sample() call and env: episodes (5..16 steps) span several calls
+
+
+class CounterEnv(gym.Env):
+    """obs = [episode tag, step, noise]; episodes of 5..16 steps; actions are ignored."""
+
+    _tags = itertools.count(1)
+
+    def __init__(self) -> None:
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
+        self.action_space = gym.spaces.Discrete(3)
+
+    def _obs(self) -> np.ndarray:
+        return np.array([self._tag, self._t, self.np_random.normal()], np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._tag, self._t = next(self._tags), 0
+        self._len = int(self.np_random.integers(5, 17))
+        return self._obs(), {}
+
+    def step(self, action):
+        self._t += 1
+        return self._obs(), 0.1, self._t >= self._len, False, {}
+
+
+if ENV_ID not in gym.registry:
+    gym.register(ENV_ID, entry_point=CounterEnv)
+
+
+class RecordingActorCritic(MemoryActorCritic):
+    """Also emits the STATE_IN and ``first`` it received, so the env runner stores them."""
+
+    def _forward(self, batch, **kwargs):
+        out = super()._forward(batch, **kwargs)
+        if Columns.STATE_IN in batch:
+            # [B, 1, ...]: RLlib strips a single time rank from every column but STATE_OUT.
+            out["debug_state_in"] = {k: v.unsqueeze(1) for k, v in batch[Columns.STATE_IN].items()}
+            out["debug_first"] = batch[FIRST]
+        return out
+
+
+def _config(core: str, shared_core: bool = True):
+    config = build_ppo_config(
+        env=ENV_ID,
+        env_config={},
+        core=core,
+        core_kwargs=SMALL_CORE_KWARGS[core],
+        model={"encoder_hiddens": [8], "shared_core": shared_core},
+        max_seq_len=MAX_SEQ_LEN,
+        training={"train_batch_size_per_learner": 64, "minibatch_size": 16, "num_epochs": 1},
+        num_env_runners=0,
+        num_envs_per_env_runner=2,
+        num_learners=0,
+        num_gpus_per_learner=0,
+        seed=3,
+    )
+    model_config = config.rl_module_spec.model_config
+    spec = RLModuleSpec(module_class=RecordingActorCritic, model_config=model_config)
+    return config.rl_module(rl_module_spec=spec)
+
+
+def _runner_states(episodes) -> dict[tuple[int, int], tuple[dict, bool]]:
+    """(tag, step) -> (STATE_IN the env runner used there, its first flag)."""
+    out = {}
+    for ep in episodes:
+        obs = ep.get_observations(slice(0, len(ep)))
+        states = ep.get_extra_model_outputs("debug_state_in", slice(0, len(ep)))
+        firsts = ep.get_extra_model_outputs("debug_first", slice(0, len(ep)))
+        for i in range(len(ep)):
+            key = (int(obs[i][0]), int(obs[i][1]))
+            out[key] = ({k: np.asarray(v[i]) for k, v in states.items()}, bool(firsts[i]))
+    return out
+
+
+def _check_round_trip(core: str, shared_core: bool = True) -> None:
+    config = _config(core, shared_core)
+    runner = SingleAgentEnvRunner(config=config)
+    learner = config.build_learner(
+        spaces={DEFAULT_MODULE_ID: (runner.env.single_observation_space,
+                                    runner.env.single_action_space)}
+    )
+    spec = runner.module.state_spec()
+    recorded: dict = {}
+    checked = mid_episode = continuation = 0
+    for _ in range(4):
+        episodes = runner.sample(num_timesteps=SAMPLE_STEPS * 2, random_actions=False)
+        recorded.update(_runner_states(episodes))
+        continuation += sum(ep.t_started > 0 for ep in episodes)
+        # The episode stores only the compact record under STATE_OUT.
+        for ep in episodes:
+            stored = ep.get_extra_model_outputs(Columns.STATE_OUT, -1)
+            assert set(stored) == set(spec)
+            for key, s in spec.items():
+                assert tuple(np.shape(stored[key])) == s.slice_shape
+
+        batch = learner._learner_connector(
+            rl_module=learner.module, batch={}, episodes=episodes, shared_data={},
+            metrics=learner.metrics,
+        )[DEFAULT_MODULE_ID]
+        obs = batch[Columns.OBS].numpy()
+        seq_lens = batch[Columns.SEQ_LENS].numpy()
+        first = batch[FIRST].numpy()
+        state_in = {k: v.numpy() for k, v in batch[Columns.STATE_IN].items()}
+        assert first.shape == obs.shape[:2] == (len(seq_lens), MAX_SEQ_LEN)
+        for c in range(len(seq_lens)):
+            steps = [(int(obs[c, j, 0]), int(obs[c, j, 1])) for j in range(seq_lens[c])]
+            # first is True exactly at episode starts inside the chunk.
+            assert first[c, : seq_lens[c]].tolist() == [t == 0 for _, t in steps]
+            assert not first[c, seq_lens[c] :].any()
+            if steps[0] not in recorded:
+                continue  # the bootstrap step after a finished episode: never acted on
+            runner_state, runner_first = recorded[steps[0]]
+            assert runner_first == (steps[0][1] == 0)
+            assert set(runner_state) == set(state_in)
+            for key, value in runner_state.items():
+                if key.endswith(MASK_SUFFIX):
+                    np.testing.assert_array_equal(state_in[key][c], value, err_msg=key)
+                else:
+                    np.testing.assert_allclose(state_in[key][c], value, atol=1e-6, err_msg=key)
+            checked += 1
+            mid_episode += steps[0][1] > 0
+    assert checked > 20 and mid_episode > 10 and continuation > 2
+
+
+@pytest.mark.parametrize("core", CORES)
+def test_learner_rebuilds_env_runner_state(core: str) -> None:
+    torch.manual_seed(0)
+    _check_round_trip(core)
+
+
+@pytest.mark.parametrize("core", ["gru", "gtrxl"])
+def test_separate_value_core_state(core: str) -> None:
+    torch.manual_seed(0)
+    _check_round_trip(core, shared_core=False)
+
+
+def test_step_record_is_the_step_slice() -> None:
+    """The window record (newest slot after a step) equals the core's own step_slices."""
+    from memrl.models import make_core
+
+    core = make_core("gtrxl", 5, **SMALL_CORE_KWARGS["gtrxl"])
+    x = torch.randn(2, 7, 5)
+    first = torch.zeros(2, 7, dtype=torch.bool)
+    first[1, 3] = True
+    state = core.initial_state(2)
+    records = []
+    for t in range(7):
+        _, state = core(x[:, t : t + 1], state, first[:, t : t + 1])
+        records.append(step_record(state, core.state_spec())["memory"])
+    slices = core.step_slices(x, core.initial_state(2), first)["memory"]
+    torch.testing.assert_close(torch.stack(records, dim=1), slices)

@@ -1,0 +1,118 @@
+"""``memrl bench cores`` on a tiny configuration: output format, state growth, bad input."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from memrl.bench import cores as bench
+from memrl.cli import main
+
+REQUIRED = {"core", "context", "device", "step_latency_us", "state_bytes", "train_timesteps_per_s"}
+CONTEXTS = (4, 8)
+
+
+def tiny_argv(out) -> list[str]:
+    """Two cores that exist (a carry and a window core), two small contexts, one repeat."""
+    return [
+        "--out", str(out), "--cores", "gru,trxl", "--contexts", ",".join(map(str, CONTEXTS)),
+        "--batch", "2", "--repeats", "1", "--train-repeats", "1", "--seq-len", "4",
+        "--d-model", "16", "--num-layers", "1", "--device", "cpu",
+    ]
+
+
+def tiny_args(out, **overrides) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out")
+    bench.add_arguments(parser)
+    args = parser.parse_args(tiny_argv(out))
+    vars(args).update(overrides)
+    return args
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "cores.json"
+    assert main(["bench", "cores", *tiny_argv(out)]) == 0
+    return out
+
+
+def test_writes_json_rows_and_markdown(tiny_run):
+    rows = json.loads(tiny_run.read_text())
+    assert isinstance(rows, list) and len(rows) == 2 * len(CONTEXTS)
+    for row in rows:
+        assert set(row) >= REQUIRED
+        assert row["device"] == "cpu" and row["context"] in CONTEXTS
+        assert row["step_latency_us"] > 0 and row["train_timesteps_per_s"] > 0
+        assert isinstance(row["state_bytes"], int) and row["state_bytes"] > 0
+    assert {r["core"] for r in rows} == {"gru", "trxl"}
+    md = tiny_run.with_suffix(".md").read_text()
+    assert md.startswith("| core | context | device | step_latency_us | state_bytes |")
+    assert md.count("\n| gru |") == len(CONTEXTS) and md.count("\n| trxl |") == len(CONTEXTS)
+
+
+def test_window_state_grows_with_context_carry_does_not(tiny_run):
+    rows = json.loads(tiny_run.read_text())
+    size = {(r["core"], r["context"]): r["state_bytes"] for r in rows}
+    small, large = CONTEXTS
+    assert size[("trxl", large)] > size[("trxl", small)]
+    # One [layers, M, d] fp32 window plus its [M] mask: grows by (layers*d*4 + 1) per slot.
+    assert size[("trxl", large)] - size[("trxl", small)] == (large - small) * (1 * 16 * 4 + 1)
+    assert size[("gru", large)] == size[("gru", small)] == 1 * 16 * 4
+
+
+def test_bad_core_name_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"--cores: unknown core\(s\) \['mamba'\]; valid: gru"):
+        bench.parse_cores("gru,mamba")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "cores", "--out", str(tmp_path / "x.json"), "--cores", "mamba"])
+    assert exit_info.value.code == 2
+    assert "unknown core(s) ['mamba']" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--cores"):
+        bench.run(tiny_args(tmp_path / "y.json", cores=["nope"]))
+    assert not (tmp_path / "y.json").exists()
+
+
+def test_bad_contexts_name_the_option():
+    with pytest.raises(ValueError, match="--contexts"):
+        bench.parse_contexts("64,-1")
+
+
+def test_missing_core_module_is_skipped_and_reported(tmp_path, monkeypatch):
+    real = bench.core_class
+
+    def core_class(name):
+        if name == "trxl":
+            err = ModuleNotFoundError("No module named 'memrl.models.trxl'")
+            err.name = "memrl.models.trxl"
+            raise err
+        return real(name)
+
+    monkeypatch.setattr(bench, "core_class", core_class)
+    out = tmp_path / "cores.json"
+    rows = bench.run(tiny_args(out, contexts=[4]))
+    skipped = [r for r in rows if r["skipped"]]
+    assert [r["core"] for r in skipped] == ["trxl"] and skipped[0]["state_bytes"] is None
+    assert [r["core"] for r in rows if not r["skipped"]] == ["gru"]
+    md = out.with_suffix(".md").read_text()
+    assert "Skipped: trxl (module memrl.models.trxl not found)" in md
+
+
+def test_relit_claims_are_ratios_of_the_rows():
+    rows = [
+        {"core": "gtrxl", "context": 64, "device": "cpu", "step_latency_us": 100.0,
+         "state_bytes": 1000, "skipped": None},
+        {"core": "gtrxl", "context": 128, "device": "cpu", "step_latency_us": 200.0,
+         "state_bytes": 2000, "skipped": None},
+        {"core": "arelit", "context": 64, "device": "cpu", "step_latency_us": 50.0,
+         "state_bytes": 600, "skipped": None},
+        {"core": "arelit", "context": 128, "device": "cpu", "step_latency_us": 55.0,
+         "state_bytes": 600, "skipped": None},
+    ]
+    lines = bench.relit_claims(rows)
+    assert "max/min = 1.10 (flat" in lines[0]
+    assert "memory_len=64: AReLiT/GTrXL step latency 0.50 (claim <= 0.6: holds)" in lines[1]
+    assert "state bytes 0.600 (claim < 0.5: fails)" in lines[1]
+    assert "step latency 0.28 (claim <= 0.6: holds), state bytes 0.300" in lines[2]

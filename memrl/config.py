@@ -508,20 +508,43 @@ def _field_names(model: type[BaseModel]) -> list[str]:
     return [f.alias or n for n, f in model.model_fields.items()]
 
 
+def _field_key(loc: Sequence[Any]) -> list[str]:
+    """``loc`` cut after its first non-section field: drops pydantic's union-member tags
+    (``resources.num_env_runners.int`` -> ``resources.num_env_runners``)."""
+    model: type[BaseModel] | None = TrainConfig
+    key: list[str] = []
+    for part in loc:
+        key.append(str(part))
+        if model is None:
+            break
+        field = model.model_fields.get(str(part)) or next(
+            (f for f in model.model_fields.values() if f.alias == part), None
+        )
+        annotation = getattr(field, "annotation", None)
+        if field is None or not (
+            isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        ):
+            break
+        model = annotation
+    return key
+
+
 def _explain(err: ValidationError) -> list[str]:
-    lines = []
+    grouped: dict[str, list[str]] = {}
     for item in err.errors():
         loc = [str(p) for p in item["loc"]]
-        key = ".".join(loc) or "(top level)"
         if item["type"] == "extra_forbidden":
             section = _section_at(loc)
             valid = _field_names(section) if section else []
-            lines.append(f"{key}: unknown key; {_suggest(loc[-1], valid)}")
-        elif item["type"] == "missing":
-            lines.append(f"{key}: required key is missing")
+            key = ".".join(loc)
+            grouped.setdefault(key, []).append(f"unknown key; {_suggest(loc[-1], valid)}")
+            continue
+        key = ".".join(_field_key(loc)) or "(top level)"
+        if item["type"] == "missing":
+            grouped.setdefault(key, []).append("required key is missing")
         else:
-            lines.append(f"{key}: {item['msg']} (got {item.get('input')!r})")
-    return lines
+            grouped.setdefault(key, []).append(f"{item['msg']} (got {item.get('input')!r})")
+    return [f"{key}: " + "; or ".join(msgs) for key, msgs in grouped.items()]
 
 
 def describe_schema() -> str:

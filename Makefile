@@ -12,7 +12,7 @@ ENV_STAMP := $(VENV)/.memrl-envs
 PYTEST_ARGS ?=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup setup-envs test test-fast lint demo bench clean
+.PHONY: setup setup-envs test test-fast lint demo bench validate-deploy clean
 
 setup: $(STAMP) $(ENV_STAMP)
 
@@ -46,6 +46,9 @@ demo: setup
 
 bench: setup
 	$(VENV)/bin/memrl bench cores --out results/cores.json
+
+validate-deploy: $(STAMP)
+	bash scripts/validate_deploy.sh $(PY)
 
 clean:
 	rm -rf $(VENV) .pytest_cache results

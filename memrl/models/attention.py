@@ -147,7 +147,8 @@ class RelativeWindowAttention(nn.Module):
         scale = 1.0 / math.sqrt(self.head_dim)
         # Position term (q_i + v) . r_d for every distance d in [0, M]: [B, H, T, M+1].
         position = torch.einsum("bhte,hne->bhtn", q + self.position_bias[:, None], r) * scale
-        q = q + self.content_bias[:, None]
+        # Adding the fp32 biases promotes q under autocast; SDPA needs q, k, v in one dtype.
+        q = (q + self.content_bias[:, None]).to(k.dtype)
 
         # Cut into blocks; block c sees keys [c*block, c*block + M + block).
         q = rearrange(F.pad(q, (0, 0, 0, pad)), "b h (n i) e -> (b n) h i e", i=block)
@@ -169,7 +170,7 @@ class RelativeWindowAttention(nn.Module):
             x[:, :, None].expand(-1, -1, group, -1, -1).reshape(*q.shape[:2], *x.shape[2:])
             for x in (k, v)
         )
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=scale)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(k.dtype), scale=scale)
         out = rearrange(out, "(b n) h i e -> b (n i) (h e)", b=batch)[:, :steps]
         return self.out(out)
 

@@ -63,12 +63,12 @@ class GTrXLLayer(nn.Module):
 class GTrXLCore(WindowCore):
     """GTrXL over a sliding window of the last ``memory_len`` steps of the episode.
 
-    Args (keyword-only):
-        d_model: residual width (128: the small-agent scale of ReLiT's (Pramanik et al. 2023)
-            GTrXL baselines; Parisotto et al. used 256 on DMLab-30).
-        num_layers: blocks (4, as ReLiT's baselines; GTrXL on DMLab-30 used 12).
+    Args (keyword-only). Sizes are the same small RL-agent scale as trxl (not a paper's table;
+    Parisotto et al.'s DMLab-30 agent is far larger):
+        d_model: residual width (128).
+        num_layers: blocks (4).
         num_heads: query heads (4; head size 32).
-        memory_len: M, steps of memory per layer (64; GTrXL on DMLab-30 used 512).
+        memory_len: M, steps of memory per layer (64).
         d_ff: feed-forward width (512, the 4x ratio of Vaswani et al. 2017).
         kv_heads: K/V heads for grouped/multi-query attention (None = num_heads, plain MHA).
         gate_bias: initial b_g of every gate (2.0, Parisotto et al. Sec. 3.2: favours identity).

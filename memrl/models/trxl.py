@@ -28,14 +28,14 @@ class TrXLLayer(nn.Module):
 class TrXLCore(WindowCore):
     """Transformer-XL over a sliding window of the last ``memory_len`` steps of the episode.
 
-    Args (keyword-only; defaults are RL scale, see each):
-        d_model: residual width (128: the small-agent scale of ReLiT's (Pramanik et al. 2023)
-            GTrXL baselines, not the 410-1024 of Dai et al.'s language models).
-        num_layers: blocks (4, as above).
+    Args (keyword-only). The defaults are a small RL-agent scale chosen for memrl's tasks, not
+    a paper's table (Dai et al.'s language models are 10-50x larger); check them against ReLiT's
+    (Pramanik et al. 2023) baseline tables before quoting them as the paper's:
+        d_model: residual width (128).
+        num_layers: blocks (4).
         num_heads: query heads (4; head size d_model / num_heads = 32).
-        memory_len: M, steps of memory per layer (64; Dai et al. train with M equal to the
-            segment length, GTrXL used hundreds of steps on DMLab).
-        d_ff: feed-forward width (4 * 128 = 512, the 4x ratio of Vaswani et al. 2017).
+        memory_len: M, steps of memory per layer (64).
+        d_ff: feed-forward width (512, the 4x ratio of Vaswani et al. 2017).
         kv_heads: K/V heads for grouped/multi-query attention (None = num_heads, plain MHA).
 
     Output: [B, T, d_model]. Raises ValueError for non-positive sizes, d_model not divisible by

@@ -48,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print("usage: memrl {" + ",".join(COMMANDS) + "} ...", file=sys.stderr)
         if argv and argv[0] not in ("-h", "--help"):
-            print(f"memrl: unknown command {argv[0]!r}; valid: {', '.join(COMMANDS)}", file=sys.stderr)
+            print(
+                f"memrl: unknown command {argv[0]!r}; valid: {', '.join(COMMANDS)}", file=sys.stderr
+            )
             return 2
         return 0
     return COMMANDS[argv[0]](argv[1:])

@@ -146,7 +146,9 @@ class MemoryCore(nn.Module):
     def _check_first(first: Tensor, batch: int, steps: int) -> None:
         if not isinstance(first, Tensor) or tuple(first.shape) != (batch, steps):
             got = tuple(first.shape) if isinstance(first, Tensor) else type(first).__name__
-            raise ValueError(f"first must be a bool tensor of shape [B, T]=({batch}, {steps}), got {got}")
+            raise ValueError(
+                f"first must be a bool tensor of shape [B, T]=({batch}, {steps}), got {got}"
+            )
 
     def _check_state(self, state: State, batch: int) -> None:
         expected: dict[str, tuple[int, ...]] = {}

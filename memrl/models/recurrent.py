@@ -44,14 +44,14 @@ class _FusedRNNCore(MemoryCore):
         hidden = [state[k].transpose(0, 1).contiguous() for k in self.state_keys]
         cuts = episode_cuts(first)
         outputs = []
-        for start, end in zip(cuts, [*cuts[1:], steps]):
+        for start, end in zip(cuts, [*cuts[1:], steps], strict=False):
             keep = (~first[:, start]).to(x.dtype).view(1, -1, 1)
             hidden = [h * keep for h in hidden]
             out, new = self.rnn(x[:, start:end], hidden[0] if len(hidden) == 1 else tuple(hidden))
             hidden = [new] if isinstance(new, Tensor) else list(new)
             outputs.append(out)
         y = torch.cat(outputs, dim=1)
-        return y, {k: h.transpose(0, 1) for k, h in zip(self.state_keys, hidden)}
+        return y, {k: h.transpose(0, 1) for k, h in zip(self.state_keys, hidden, strict=False)}
 
 
 class GRUCore(_FusedRNNCore):

@@ -55,7 +55,7 @@ def assert_states_close(a, b, atol):
 
 def run_in_pieces(core, x, state, first, cuts):
     ys = []
-    for start, end in zip([0, *cuts], [*cuts, x.shape[1]]):
+    for start, end in zip([0, *cuts], [*cuts, x.shape[1]], strict=False):
         y, state = core(x[:, start:end], state, first[:, start:end])
         ys.append(y)
     return torch.cat(ys, dim=1), state
@@ -95,8 +95,8 @@ def test_no_leak_across_episode_start(name, kwargs):
         x2 = x.clone()
         x2[0, :start] += torch.randn(start, D_IN, generator=g, dtype=torch.float64)
         state2 = {k: v.clone() for k, v in state0.items()}
-        for k, v in state2.items():
-            if not v.dtype == torch.bool:
+        for _k, v in state2.items():
+            if v.dtype != torch.bool:
                 v[0] += torch.randn(v[0].shape, generator=g, dtype=v.dtype)
         y2, _ = core(x2, state2, first)
     # Row 0 before its start may change; from the start on, nothing may.
@@ -111,9 +111,7 @@ def test_gradients(name, kwargs):
     core = build(name, kwargs)
     core.train()
     state0 = warm_state(core, torch.float64)
-    state0 = {
-        k: v.clone().requires_grad_(v.is_floating_point()) for k, v in state0.items()
-    }
+    state0 = {k: v.clone().requires_grad_(v.is_floating_point()) for k, v in state0.items()}
     g = torch.Generator().manual_seed(5)
     x = torch.randn(B, 24, D_IN, generator=g, dtype=torch.float64)
     first = random_first(B, 24, seed=6, starts_per_row=1)

@@ -95,7 +95,7 @@ def test_no_leak_across_episode_start(name, kwargs):
         x2 = x.clone()
         x2[0, :start] += torch.randn(start, D_IN, generator=g, dtype=torch.float64)
         state2 = {k: v.clone() for k, v in state0.items()}
-        for _k, v in state2.items():
+        for v in state2.values():
             if v.dtype != torch.bool:
                 v[0] += torch.randn(v[0].shape, generator=g, dtype=v.dtype)
         y2, _ = core(x2, state2, first)

@@ -44,7 +44,8 @@ def t_quantile(p: float, df: int) -> float:
     """Quantile ``p`` of Student's t with ``df`` degrees of freedom.
 
     Exact for df 1 and 2 (closed forms), a table for p=0.975 and df <= 30, otherwise the
-    Cornish-Fisher expansion around the normal quantile (error < 1e-3 for df >= 3).
+    Cornish-Fisher expansion around the normal quantile (relative error < 1e-3 for
+    p = 0.975 and df > 30, < 1% for p <= 0.995 and df >= 3).
     Raises ValueError for p outside (0, 1) or df < 1.
     """
     if not 0 < p < 1 or df < 1:

@@ -1,0 +1,138 @@
+"""``memrl train`` end to end on a tiny T-Maze: logs, checkpoints, resume (local Ray, 2 CPUs).
+
+One Ray instance serves the whole module (train() reuses a running Ray), and one short run is
+shared by the tests here and in test_evaluate.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from memrl import checkpoints
+from memrl.config import load_config
+from memrl.progress import read_metrics
+from memrl.train import build_algorithm, main
+
+# A two-iteration smoke run of the shipped tmaze/gru config, shrunk to run in seconds.
+TINY = [
+    "task.corridor_len=4",
+    "model.core_kwargs.hidden_size=16",
+    "model.max_seq_len=16",
+    "model.network.encoder_hiddens=[16]",
+    "ppo.train_batch_size_per_learner=128",
+    "ppo.minibatch_size=64",
+    "ppo.num_epochs=1",
+    "resources.num_env_runners=0",
+    "resources.num_envs_per_env_runner=2",
+    "checkpoint.every=1",
+    "checkpoint.keep=2",
+]
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    ray = pytest.importorskip("ray")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False)
+    yield
+    if started:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def trained_run(ray_session, tmp_path_factory) -> Path:
+    """Output dir of ``memrl train tmaze/gru stop.iterations=2 ...`` (tiny)."""
+    out = tmp_path_factory.mktemp("train")
+    code = main(["tmaze/gru", "stop.iterations=2", f"output_dir={out}", *TINY])
+    assert code == 0
+    return out
+
+
+def test_smoke_run_writes_tensorboard_metrics_and_checkpoints(trained_run):
+    run_dir = trained_run / "runs" / "tmaze-gru"
+    events = list(run_dir.glob("events.out.tfevents.*"))
+    assert events and all(e.stat().st_size > 0 for e in events)
+    history = read_metrics(run_dir)
+    assert [h["iteration"] for h in history] == [1, 2]
+    assert history[1]["env_steps"] > history[0]["env_steps"] > 0
+    assert history[-1]["entropy"] is not None
+
+    ckpt_root = trained_run / "checkpoints" / "tmaze-gru"
+    latest = checkpoints.find(ckpt_root)
+    assert latest.name == "iter_000002"
+    state = checkpoints.load_state(latest)
+    assert (state.iteration, state.env_steps) == (2, history[-1]["env_steps"])
+    assert (latest / checkpoints.ALGORITHM_DIR).is_dir()
+    saved = checkpoints.load_config_data(latest)
+    assert saved["stop"]["iterations"] == 2 and saved["output_dir"] == str(trained_run)
+
+
+def test_tensorboard_events_hold_the_return(trained_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(trained_run / "runs" / "tmaze-gru"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert "memrl/episode_return_mean" in tags
+    assert "memrl/entropy" in tags
+    assert len(acc.Scalars("memrl/entropy")) == 2
+
+
+def _module_weights(algo) -> dict[str, torch.Tensor]:
+    module = algo.learner_group._learner.module["default_policy"]
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_resume_continues_iteration_and_weights(trained_run, ray_session):
+    ckpt = checkpoints.find(trained_run / "checkpoints" / "tmaze-gru")
+
+    # The restored weights are the saved ones (and differ from a fresh initialisation).
+    cfg = load_config(ckpt / checkpoints.CONFIG_FILE)
+    fresh = build_algorithm(cfg.model_copy(update={"seed": 12345}))
+    restored = build_algorithm(cfg, resume=ckpt)
+    try:
+        fresh_w, restored_w = _module_weights(fresh), _module_weights(restored)
+        assert restored.iteration == 2
+    finally:
+        fresh.stop()
+        restored.stop()
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    module_dir = ckpt / "algorithm" / "learner_group" / "learner" / "rl_module" / "default_policy"
+    saved_w = RLModule.from_checkpoint(module_dir).state_dict()
+    assert saved_w.keys() == restored_w.keys()
+    for key, value in saved_w.items():
+        torch.testing.assert_close(restored_w[key], torch.as_tensor(value), rtol=0, atol=0)
+    assert any(not torch.equal(fresh_w[k], restored_w[k]) for k in restored_w)
+
+    # `memrl train --resume` (config taken from the checkpoint) continues at iteration 3.
+    assert main(["--resume", str(ckpt), "stop.iterations=3"]) == 0
+    history = read_metrics(trained_run / "runs" / "tmaze-gru")
+    assert [h["iteration"] for h in history] == [1, 2, 3]
+    assert history[2]["env_steps"] > history[1]["env_steps"]
+    newest = checkpoints.find(trained_run / "checkpoints" / "tmaze-gru")
+    assert newest.name == "iter_000003"
+    # keep=2: the first checkpoint was pruned
+    kept = sorted(p.name for p in (trained_run / "checkpoints" / "tmaze-gru").glob("iter_*"))
+    assert kept == ["iter_000002", "iter_000003"]
+
+
+def test_bad_config_fails_before_ray(tmp_path, capsys):
+    import ray
+
+    was_running = ray.is_initialized()
+    code = main(["tmaze/gru", "stop.iterations=1", "ppo.lamda=0.9", f"output_dir={tmp_path}"])
+    assert code == 2
+    out = capsys.readouterr().out
+    assert "ppo.lamda" in out and "lambda" in out
+    assert ray.is_initialized() == was_running
+    assert not (tmp_path / "runs").exists()
+
+
+def test_resume_from_a_missing_path_is_an_error(tmp_path, capsys):
+    assert main(["--resume", str(tmp_path / "nothing")]) == 2
+    assert "no memrl checkpoint" in capsys.readouterr().out

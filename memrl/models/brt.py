@@ -174,10 +174,11 @@ class _BlockLayer(nn.Module):
 
 
 class _BlockStates:
-    """State vectors at the start of every block of a call, and the state after the call."""
+    """Keys/values [B, H, K*S, e] of the state vectors at the start of each of the K blocks of a
+    call, and which of them each step may read (``allowed`` [B, T, K*S]: its own block's)."""
 
-    def __init__(self, keys: Tensor, values: Tensor, allowed: Tensor, final: Tensor) -> None:
-        self.keys, self.values, self.allowed, self.final = keys, values, allowed, final
+    def __init__(self, keys: Tensor, values: Tensor, allowed: Tensor) -> None:
+        self.keys, self.values, self.allowed = keys, values, allowed
 
     def cross_attend(self, layer: _BlockLayer, normed_steps: Tensor) -> Tensor:
         """Each step attends to the state vectors of its own block: [B, H, T, e]."""
@@ -234,7 +235,7 @@ class _Scan:
         num_state = c.shape[1]
         key_of = torch.arange(num_blocks, device=key.device).repeat_interleave(num_state)
         allowed = self.block.unsqueeze(-1) == key_of  # [B, T, K*S]
-        return _BlockStates(torch.cat(keys, 2), torch.cat(values, 2), allowed, c)
+        return _BlockStates(torch.cat(keys, 2), torch.cat(values, 2), allowed)
 
 
 class BlockRecurrentCore(MemoryCore):

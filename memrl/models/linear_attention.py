@@ -3,7 +3,7 @@
 ReLiT and AReLiT differ only in how a layer's attention memory is stored; everything else lives
 here:
 
-* ``linear_scan``: the log-depth (Hillis-Steele) parallel scan of ``h_t = a_t * h_{t-1} + b_t``
+* ``linear_scan``: the log-depth (odd-even) parallel scan of ``h_t = a_t * h_{t-1} + b_t``
   that both cores use in training. A decay of exactly 0 (an episode start) cuts the carried-in
   contribution exactly, so nothing leaks across an episode boundary.
 * ``GatedFeatures``: the paper's learned outer-product feature map and its gates. Per head, with
@@ -40,6 +40,37 @@ from memrl.models.base import MemoryCore, State
 LayerState = dict[str, Tensor]
 
 
+def _decay_product(decays: Sequence[Tensor], index: slice) -> Tensor:
+    out = decays[0][:, index]
+    for a in decays[1:]:
+        out = out * a[:, index]
+    return out
+
+
+def _odd_even_scan(decays: Sequence[Tensor], updates: Tensor) -> Tensor:
+    """Inclusive scan of ``h_t = a_t * h_{t-1} + b_t`` from ``h_{-1} = 0`` (odd-even reduction).
+
+    Pairs ``(2i, 2i+1)`` are combined with ``(a1, b1) . (a2, b2) = (a1 a2, a2 b1 + b2)``, the
+    half-length problem is solved recursively (giving every odd-index state), and each even-index
+    state is one more step from its odd neighbour: O(T) work in ``2 log2 T`` rounds.
+    """
+    steps = updates.shape[1]
+    if steps == 1:
+        return updates
+    paired = steps // 2 * 2
+    odd, even = slice(1, paired, 2), slice(0, paired, 2)
+    pair_updates = _decay_product(decays, odd) * updates[:, even] + updates[:, odd]
+    pair_decays = [a[:, odd] * a[:, even] for a in decays]
+    h_odd = _odd_even_scan(pair_decays, pair_updates)  # states at t = 1, 3, 5, ...
+    rest = (steps - 1) // 2  # even t >= 2
+    h_even = _decay_product(decays, slice(2, steps, 2)) * h_odd[:, :rest]
+    h_even = torch.cat([updates[:, :1], h_even + updates[:, 2:steps:2]], dim=1)
+    interleaved = torch.stack([h_even[:, : steps // 2], h_odd], dim=2).flatten(1, 2)
+    if steps % 2:
+        interleaved = torch.cat([interleaved, h_even[:, -1:]], dim=1)
+    return interleaved
+
+
 def linear_scan(decays: Sequence[Tensor], updates: Tensor, initial: Tensor) -> Tensor:
     """All states of ``h_t = (prod_f decays[f][:, t]) * h_{t-1} + updates[:, t]``, from ``initial``.
 
@@ -48,30 +79,17 @@ def linear_scan(decays: Sequence[Tensor], updates: Tensor, initial: Tensor) -> T
     ``[..., d, 1]`` and ``[..., 1, e]``, is never materialised at full size). Returns
     [B, T, *S] with ``h_t`` at index ``t``; dtype follows type promotion of the inputs.
 
-    For ``T > 1`` this is the log-depth inclusive scan with the associative operator
-    ``(a1, b1) . (a2, b2) = (a1 a2, a2 b1 + b2)``: ``ceil(log2 T)`` rounds of elementwise work,
-    no division (so float32 stays as accurate as the step-by-step loop). For ``T == 1`` it is the
-    single update, so a per-step call does O(1) work whatever came before.
+    For ``T > 1`` this is a parallel scan with the associative operator
+    ``(a1, b1) . (a2, b2) = (a1 a2, a2 b1 + b2)`` (odd-even reduction: O(T) work, O(log T)
+    depth), with no division, so float32 stays as accurate as the step-by-step loop, and a decay
+    of exactly 0 removes everything before it exactly. For ``T == 1`` it is the single update,
+    so a per-step call does O(1) work whatever came before.
     """
-    steps = updates.shape[1]
-    decays = list(decays)
     # Fold the carried-in state into the first update; then the scan starts from zero.
-    first_decay = decays[0][:, :1]
-    for a in decays[1:]:
-        first_decay = first_decay * a[:, :1]
-    head = first_decay * initial.unsqueeze(1) + updates[:, :1]
-    if steps == 1:
+    head = _decay_product(decays, slice(0, 1)) * initial.unsqueeze(1) + updates[:, :1]
+    if updates.shape[1] == 1:
         return head
-    b = torch.cat([head, updates[:, 1:]], dim=1)
-    offset = 1
-    while offset < steps:
-        carried = b[:, :-offset]
-        for a in decays:
-            carried = a[:, offset:] * carried
-        b = torch.cat([b[:, :offset], b[:, offset:] + carried], dim=1)
-        decays = [torch.cat([a[:, :offset], a[:, offset:] * a[:, :-offset]], dim=1) for a in decays]
-        offset *= 2
-    return b
+    return _odd_even_scan(decays, torch.cat([head, updates[:, 1:]], dim=1))
 
 
 def _orthogonal_(linear: nn.Linear, gain: float = math.sqrt(2.0)) -> nn.Linear:

@@ -46,7 +46,14 @@ def _memory_gym() -> list[EnvEntry]:
     return [EnvEntry(f"memrl/{task}", ep, "memory_gym", {"task": task}) for task in TASKS]
 
 
-ENVS: dict[str, EnvEntry] = {e.id: e for e in [*_tmaze(), *_memory_gym()]}
+def _memory_maze() -> list[EnvEntry]:
+    from memrl.envs.memory_maze import SIZES  # imports no optional package
+
+    ep = "memrl.envs.memory_maze:MemoryMazeEnv"
+    return [EnvEntry(f"memrl/MemoryMaze-{s}-v0", ep, "memory_maze", {"size": s}) for s in SIZES]
+
+
+ENVS: dict[str, EnvEntry] = {e.id: e for e in [*_tmaze(), *_memory_gym(), *_memory_maze()]}
 
 # Keyword arguments that gymnasium.make itself takes besides the env's own.
 _MAKE_KWARGS = ("max_episode_steps", "disable_env_checker")

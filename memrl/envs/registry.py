@@ -53,7 +53,16 @@ def _memory_maze() -> list[EnvEntry]:
     return [EnvEntry(f"memrl/MemoryMaze-{s}-v0", ep, "memory_maze", {"size": s}) for s in SIZES]
 
 
-ENVS: dict[str, EnvEntry] = {e.id: e for e in [*_tmaze(), *_memory_gym(), *_memory_maze()]}
+def _popgym() -> list[EnvEntry]:
+    from memrl.envs.popgym_envs import popgym_classes
+
+    ep = "memrl.envs.popgym_envs:make_popgym"
+    return [EnvEntry(f"memrl/{i}", ep, "popgym", {"popgym_id": i}) for i in popgym_classes()]
+
+
+ENVS: dict[str, EnvEntry] = {
+    e.id: e for e in [*_tmaze(), *_memory_gym(), *_memory_maze(), *_popgym()]
+}
 
 # Keyword arguments that gymnasium.make itself takes besides the env's own.
 _MAKE_KWARGS = ("max_episode_steps", "disable_env_checker")

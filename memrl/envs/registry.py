@@ -60,8 +60,18 @@ def _popgym() -> list[EnvEntry]:
     return [EnvEntry(f"memrl/{i}", ep, "popgym", {"popgym_id": i}) for i in popgym_classes()]
 
 
+def _continuous() -> list[EnvEntry]:
+    out = []
+    for name, ep in (
+        ("Pendulum", "memrl.envs.continuous:make_pendulum"),
+        ("CartPoleContinuous", "memrl.envs.continuous:make_cartpole"),
+    ):
+        out += [EnvEntry(f"memrl/{name}-{v}-v0", ep, "continuous", {"variant": v}) for v in "FPV"]
+    return out
+
+
 ENVS: dict[str, EnvEntry] = {
-    e.id: e for e in [*_tmaze(), *_memory_gym(), *_memory_maze(), *_popgym()]
+    e.id: e for e in [*_tmaze(), *_memory_gym(), *_memory_maze(), *_popgym(), *_continuous()]
 }
 
 # Keyword arguments that gymnasium.make itself takes besides the env's own.

@@ -71,7 +71,15 @@ def _continuous() -> list[EnvEntry]:
 
 
 ENVS: dict[str, EnvEntry] = {
-    e.id: e for e in [*_tmaze(), *_memory_gym(), *_memory_maze(), *_popgym(), *_continuous()]
+    e.id: e
+    for e in [
+        *_tmaze(),
+        *_memory_gym(),
+        *_memory_maze(),
+        *_popgym(),
+        *_continuous(),
+        EnvEntry("memrl/Market-v0", "memrl.envs.market:MarketEnv", "market"),
+    ]
 }
 
 # Keyword arguments that gymnasium.make itself takes besides the env's own.
@@ -117,10 +125,13 @@ def _check_id(env_id: str) -> None:
     ours = list_envs()
     known = sorted(set(gym.registry) | set(ours))
     close = difflib.get_close_matches(env_id, known, n=5, cutoff=0.5)
-    rest = [i for i in ours if i not in close]
+    # POPGym's 40-odd ids would drown the message: they are summarised by count.
+    rest = [i for i in ours if i not in close and ENVS[i].family != "popgym"]
+    n_popgym = len(list_envs("popgym"))
     raise ValueError(
-        f"unknown env id {env_id!r}; closest: {close or 'none'}; memrl ids: {rest} "
-        f"(plus popgym-* and any other gymnasium id)"
+        f"unknown env id {env_id!r}; closest: {close or 'none'}; memrl ids: {rest}, "
+        f"{n_popgym} memrl/popgym-* ids (memrl.envs.list_envs('popgym')), "
+        f"and any other gymnasium id"
     )
 
 

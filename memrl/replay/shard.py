@@ -352,9 +352,13 @@ class ReplayShard:
                 & (self._step[lanes_bl, past_slots] == past)
                 & (self._episode_start[lanes_bl, past_slots] == previous_episode[:, None])
             )
-            window = codec.decode(stored[lanes_bl, past_slots], self.config.state_storage)
-            window = _zero_where(window, ~valid)  # [B, M, layers, d]
-            state[key] = np.ascontiguousarray(window.transpose(0, 2, 1, 3))
+            # Gather straight into [B, layers, M, d] (no transpose copy), then zero the slots
+            # outside the episode in place.
+            layers = np.arange(spec.shape[0])[None, :, None]
+            window = stored[lane[:, None, None], past_slots[:, None, :], layers]
+            window = codec.decode(window, self.config.state_storage)
+            window *= valid[:, None, :, None]
+            state[key] = window
             state[key + MASK_SUFFIX] = valid
         info = {
             "total_priority": self._tree.total,

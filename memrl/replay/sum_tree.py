@@ -69,7 +69,8 @@ class SumTree:
         self._sum[nodes] = value
         self._min[nodes] = np.where(value > 0, value, np.inf)
         while nodes[0] > 1:
-            nodes = np.unique(nodes >> 1)
+            nodes = nodes >> 1  # still sorted: drop repeats without another sort
+            nodes = nodes[np.concatenate(([True], nodes[1:] != nodes[:-1]))]
             left = nodes << 1
             self._sum[nodes] = self._sum[left] + self._sum[left + 1]
             self._min[nodes] = np.minimum(self._min[left], self._min[left + 1])

@@ -40,6 +40,9 @@ CORES = {
     "gtrxl": dict(d_model=32, num_layers=1, num_heads=2, memory_len=8, d_ff=64),
     "mlp": dict(hidden_size=32),
 }
+# GTrXL is less stable at 3e-3 (one of seeds 0-3 stayed at chance for 40 iterations); at 2e-3
+# seeds 0-3 reached >= 95% within 15-40 iterations.
+LR = {"gru": 3e-3, "gtrxl": 2e-3, "mlp": 3e-3}
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +69,7 @@ def _train(core: str, max_iters: int, stop_at: float | None) -> tuple[float, int
         core_kwargs=CORES[core],
         model={"encoder_hiddens": [32]},
         max_seq_len=16,
-        training=TRAINING,
+        training={**TRAINING, "lr": LR[core]},
         num_env_runners=0,
         num_envs_per_env_runner=8,
         num_learners=0,
@@ -92,7 +95,7 @@ def _train(core: str, max_iters: int, stop_at: float | None) -> tuple[float, int
 
 @pytest.mark.parametrize("core", ["gru", "gtrxl"])
 def test_memory_core_solves_tmaze(ray_local, core: str) -> None:
-    success, iters, seconds = _train(core, max_iters=40, stop_at=0.98)
+    success, iters, seconds = _train(core, max_iters=60, stop_at=0.98)
     assert success >= 0.95, f"{core}: success {success:.2f} after {iters} iters ({seconds:.0f}s)"
 
 

@@ -180,3 +180,44 @@ def test_step_record_is_the_step_slice() -> None:
         records.append(step_record(state, core.state_spec())["memory"])
     slices = core.step_slices(x, core.initial_state(2), first)["memory"]
     torch.testing.assert_close(torch.stack(records, dim=1), slices)
+
+
+@pytest.mark.parametrize("lookback", [0, 2, 6])
+def test_states_before_matches_reference_window_rule(lookback: int) -> None:
+    """Windows rebuilt from an episode chunk's records follow ``window_before``, the reference
+    rule, also for chunks that start mid-episode with only ``lookback`` earlier records."""
+    from memrl.models import StateSpec
+    from memrl.models.window import window_before
+    from memrl.rllib.state import states_before
+
+    memory_len, layers, dim, steps = 4, 2, 3, 20
+    gen = torch.Generator().manual_seed(0)
+    slices = torch.randn(1, steps, layers, dim, generator=gen)
+    first = torch.zeros(1, steps, dtype=torch.bool)
+    first[0, [0, 7, 15]] = True
+    spec = {"memory": StateSpec("window", (layers, memory_len, dim))}
+    initial = {
+        "memory": np.zeros((layers, memory_len, dim), np.float32),
+        "memory_mask": np.zeros(memory_len, bool),
+    }
+    episode_start, episode_end = 7, 15
+    for chunk_start in range(episode_start, episode_end):  # chunk = steps chunk_start..end-1
+        rows_from = max(episode_start, chunk_start - lookback)
+        records = {"memory": slices[0, rows_from:episode_end].numpy()}
+        lb = chunk_start - rows_from  # lookback rows actually stored
+        local = np.arange(0, episode_end - chunk_start)
+        first_row = episode_start - rows_from
+        try:
+            got = states_before(records, spec, initial, lb + local, first_row=first_row)
+        except ValueError:
+            # Only when a window reaches before the stored rows and the episode start.
+            assert lookback < memory_len and chunk_start - lookback > episode_start
+            continue
+        for i, p in enumerate(local):
+            t = chunk_start + p
+            if t == episode_start:
+                assert not got["memory_mask"][i].any() and not got["memory"][i].any()
+                continue
+            memory, mask = window_before(slices, first, t, memory_len)
+            np.testing.assert_array_equal(got["memory_mask"][i], mask[0].numpy())
+            np.testing.assert_allclose(got["memory"][i], memory[0].numpy())

@@ -51,5 +51,11 @@ def float32_to_bfloat16_bits(values: np.ndarray) -> np.ndarray:
 
 
 def bfloat16_bits_to_float32(bits: np.ndarray) -> np.ndarray:
-    """uint16 bfloat16 bits -> float32 (exact)."""
-    return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
+    """uint16 bfloat16 bits -> float32 (exact): the bits become the upper half of each word."""
+    bits = np.asarray(bits, dtype=np.uint16)
+    out = np.zeros(bits.shape, dtype=np.float32)
+    halves = out.reshape(-1).view(np.uint16)
+    # One strided write instead of widen + shift + view (the upper half's index is endian-bound).
+    upper = 1 if np.little_endian else 0
+    halves[upper::2] = bits.reshape(-1)
+    return out

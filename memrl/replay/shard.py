@@ -157,6 +157,8 @@ class ReplayShard:
         """
         data = self._check_chunk(chunk)
         n = len(chunk)
+        if n > self.lane_capacity:
+            raise ValueError(f"chunk has {n} steps; a lane holds only {self.lane_capacity}")
         lane = self._stream_lane.get(chunk.stream)
         if lane is None:
             if not data["first"][0]:
@@ -176,8 +178,6 @@ class ReplayShard:
             return 0
         cap = self.lane_capacity
         steps = np.arange(hi_old + 1, chunk.start_step + n, dtype=np.int64)
-        if steps.size > cap:
-            raise ValueError(f"chunk adds {steps.size} steps; a lane holds only {cap}")
         slots = steps % cap
         base = lane * cap
         self._tree.update(base + slots, 0.0)  # the items these slots held are gone

@@ -102,3 +102,17 @@ def test_ppo_iteration_remote_env_runner(ray_local) -> None:
     )
     assert result["env_runners"]["num_env_steps_sampled_lifetime"] >= 128
     assert np.isfinite(result["learners"]["default_policy"]["total_loss"])
+
+
+@pytest.mark.gpu
+def test_ppo_iteration_learner_on_gpu(ray_local) -> None:
+    """The learner (in the driver) trains on CUDA from the same CPU-sampled compact records."""
+    result = _train_once(
+        env="memrl/TMaze-v0",
+        env_config={"corridor_len": 4, "max_steps": 12},
+        core="gtrxl",
+        core_kwargs=SMALL_CORE_KWARGS["gtrxl"],
+        model={},
+        num_gpus_per_learner=1,
+    )
+    assert np.isfinite(result["learners"]["default_policy"]["total_loss"])

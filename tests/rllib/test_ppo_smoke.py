@@ -91,7 +91,7 @@ def test_ppo_iteration_dict_obs(ray_local, core: str, actions: str) -> None:
     assert result["env_runners"]["num_episodes"] > 0
 
 
-def test_ppo_iteration_remote_env_runner(ray_local) -> None:
+def test_ppo_iteration_remote_env_runner_and_learner(ray_local) -> None:
     result = _train_once(
         env="memrl/TMaze-v0",
         env_config={"corridor_len": 4, "max_steps": 12},
@@ -99,6 +99,7 @@ def test_ppo_iteration_remote_env_runner(ray_local) -> None:
         core_kwargs=SMALL_CORE_KWARGS["local_xl"],
         model={},
         num_env_runners=1,
+        num_learners=1,  # a learner actor builds MemoryPPOTorchLearner on its own
     )
     assert result["env_runners"]["num_env_steps_sampled_lifetime"] >= 128
     assert np.isfinite(result["learners"]["default_policy"]["total_loss"])

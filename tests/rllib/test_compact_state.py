@@ -221,3 +221,27 @@ def test_states_before_matches_reference_window_rule(lookback: int) -> None:
             memory, mask = window_before(slices, first, t, memory_len)
             np.testing.assert_array_equal(got["memory_mask"][i], mask[0].numpy())
             np.testing.assert_allclose(got["memory"][i], memory[0].numpy())
+
+
+@pytest.mark.parametrize("core", ["gru", "gtrxl", "arelit"])
+def test_env_runner_rebuilds_lost_state_from_records(core: str) -> None:
+    """If the env runner lost the kept full state (e.g. restored from a checkpoint), it rebuilds
+    it from the running episode's records: the next STATE_IN equals the state it lost."""
+    from memrl.rllib.connectors import _STATES
+
+    torch.manual_seed(0)
+    runner = SingleAgentEnvRunner(config=_config(core))
+    runner.sample(num_timesteps=SAMPLE_STEPS * 2, random_actions=False)
+    kept = runner._shared_data[_STATES]
+    lost = {eid: {k: np.array(v) for k, v in s.items()} for eid, s in kept.items()}
+    assert lost
+    kept.clear()
+    episodes = runner.sample(num_timesteps=2, random_actions=False)
+    checked = 0
+    for ep in episodes:
+        if ep.id_ in lost and ep.t_started > 0:
+            used = ep.get_extra_model_outputs("debug_state_in", 0)
+            for key, value in lost[ep.id_].items():
+                np.testing.assert_allclose(np.asarray(used[key]), value, atol=1e-6, err_msg=key)
+            checked += 1
+    assert checked > 0

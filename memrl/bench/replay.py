@@ -64,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cores measured again with bfloat16 state storage")
     parser.add_argument("--idle-core", default="gtrxl", help="core of the learner-idle run")
     parser.add_argument("--shards", type=int, default=2, help="shard actors, learner-idle run")
-    parser.add_argument("--prefetch", type=int, default=2, help="sample rounds in flight")
+    parser.add_argument("--prefetch", type=int, default=3, help="sample rounds in flight")
     parser.add_argument("--learner-step-ms", type=float, default=100.0,
                         help="simulated learner update time")
     parser.add_argument("--learner-steps", type=int, default=30)

@@ -142,7 +142,7 @@ class PrefetchSampler:
         shards: Sequence[ray.actor.ActorHandle],
         batch_size: int,
         *,
-        prefetch: int = 2,
+        prefetch: int = 3,
         beta: float = 0.6,
         prioritized: bool = True,
         eta: float = 0.9,

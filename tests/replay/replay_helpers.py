@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from memrl.models import MASK_SUFFIX, make_core
+from memrl.models import make_core
 from memrl.replay import ChunkConfig, ChunkWriter, ReplayConfig, ReplayShard
 
 OBS_DIM = 5
@@ -163,5 +163,3 @@ def fill(shard: ReplayShard, rollout: Rollout, chunk: ChunkConfig, upto: int, wr
             shard.add_chunk(c)
     return writer
 
-
-__all__ = ["MASK_SUFFIX", "OBS_DIM", "Rollout", "assert_batch_matches", "build_core", "fill"]

@@ -356,8 +356,13 @@ def validate_variants(spec: TuneSpec, base: Mapping[str, Any], variants: list[Va
 
 def plan(spec: TuneSpec) -> tuple[dict[str, Any], list[Variant]]:
     """The base data and the validated trials of ``spec`` (no Ray needed)."""
-    base = base_data(spec)
-    config_from_dict(base, source=f"base {spec.base!r} with overrides")
+    try:
+        base = base_data(spec)
+        config_from_dict(base, source=f"base {spec.base!r} with the spec's overrides")
+    except TuneSpecError:
+        raise
+    except ConfigError as err:
+        raise TuneSpecError(str(err)) from err
     variants = draw_variants(spec)
     validate_variants(spec, base, variants)
     return base, variants
@@ -693,7 +698,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``memrl tune`` and ``python -m memrl.tune``; returns the exit code."""
-    args = _parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    args = _parser().parse_intermixed_args(sys.argv[1:] if argv is None else list(argv))
     console = Console(soft_wrap=True)
     from memrl.train import setup_logging
 

@@ -37,14 +37,29 @@ def _pids() -> list[int]:
     return [int(name) for name in os.listdir("/proc") if name.isdigit()]
 
 
-def _stat(pid: int) -> tuple[str, int] | None:
-    """(state, session id) of ``pid`` from /proc (None if it is gone)."""
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, session id, parent pid) of ``pid`` from /proc (None if it is gone)."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     fields = text[text.rindex(")") + 2 :].split()  # after "pid (comm) "
-    return fields[0], int(fields[3])
+    return fields[0], int(fields[3]), int(fields[1])
+
+
+def descendants(pid: int) -> list[int]:
+    """PIDs of every live process below ``pid`` in the process tree."""
+    children: dict[int, list[int]] = {}
+    for p in _pids():
+        st = _stat(p)
+        if st is not None and st[0] != "Z":
+            children.setdefault(st[2], []).append(p)
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def alive(pid: int) -> bool:

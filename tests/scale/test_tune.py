@@ -1,0 +1,123 @@
+"""``memrl tune`` end to end: a tiny ASHA search over cores and lr, then ``--resume``.
+
+Runs ``python -m memrl.tune`` in a subprocess (it starts and stops its own local Ray, 2 CPUs),
+so nothing of Tune's or Ray's state leaks into the test process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from scale_helpers import REPO, kill_session, session_processes
+
+NAME = "tiny-search"
+# Three trials: GRU, and GTrXL with two memory lengths (each with its own kwargs), lr drawn.
+SPEC = {
+    "name": NAME,
+    "base": "demo/gru",
+    "overrides": {
+        "stop.iterations": 2,
+        "model.max_seq_len": 8,
+        "model.network.encoder_hiddens": [8],
+        "ppo.train_batch_size_per_learner": 128,
+        "ppo.minibatch_size": 64,
+        "ppo.num_epochs": 1,
+        "resources.num_envs_per_env_runner": 2,
+        "checkpoint.every": 1,
+    },
+    "search": {"ppo.lr": {"loguniform": [0.001, 0.01]}},
+    "cores": {
+        "gru": {"core_kwargs": {"hidden_size": 8, "num_layers": 1}},
+        "gtrxl": {
+            "core_kwargs": {"d_model": 8, "num_layers": 1, "num_heads": 1, "d_ff": 16},
+            "search": {"model.core_kwargs.memory_len": {"grid_search": [2, 4]}},
+        },
+    },
+    "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
+    "max_concurrent_trials": 2,
+}
+
+
+def _tune(*args: str, timeout: float) -> subprocess.CompletedProcess:
+    """Run ``memrl tune`` in a session of its own; fail if any process of it outlives it."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "memrl.tune", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        leftovers = session_processes(proc.pid)
+        kill_session(proc)
+    assert not leftovers, f"processes left by memrl tune: {leftovers}"
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _histories(experiment: Path) -> dict[str, list[int]]:
+    out = {}
+    for trial in sorted(experiment.glob("trial_*")):
+        lines = (trial / "runs" / "demo-gru" / "metrics.jsonl").read_text().splitlines()
+        out[trial.name] = [json.loads(line)["iteration"] for line in lines]
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_tiny_search_writes_trials_prints_table_and_resumes(tmp_path):
+    spec_file = tmp_path / "search.yaml"
+    spec_file.write_text(yaml.safe_dump({**SPEC, "storage_path": str(tmp_path / "store")}))
+    experiment = tmp_path / "store" / NAME
+    first = _tune(str(spec_file), timeout=200)
+    output = first.stdout + first.stderr
+    assert first.returncode == 0, output[-6000:]
+    assert "3 trials of 'tiny-search' validated" in output
+    assert f"{NAME}: episode_return_mean (max)" in output  # the results table
+    for column in ("lr", "core", "memory_len", "episode_return_mean"):
+        assert column in output
+    assert "best: trial" in output and "reproduce: memrl train demo/gru" in output
+
+    trials = sorted(p.name for p in experiment.glob("trial_*"))
+    assert trials == ["trial_000", "trial_001", "trial_002"]
+    histories = _histories(experiment)
+    for trial, iterations in histories.items():
+        # ASHA (grace 1, factor 2) may stop a trial after its first iteration
+        assert iterations in ([1], [1, 2]), (trial, iterations)
+        events = list((experiment / trial / "runs" / "demo-gru").glob("events.out.tfevents*"))
+        assert events and all(e.stat().st_size > 0 for e in events), trial
+        assert list((experiment / trial).glob("checkpoint_*/iter_*/algorithm")), trial
+    assert any(h == [1, 2] for h in histories.values())  # the best rung ran to the end
+
+    # Each trial trained the core it was given, with kwargs valid for it.
+    params = {
+        t: json.loads((experiment / t / "params.json").read_text())["variant"]["params"]
+        for t in trials
+    }
+    assert sorted(p["model.core"] for p in params.values()) == ["gru", "gtrxl", "gtrxl"]
+    for trial, p in params.items():
+        saved = next((experiment / trial).glob("checkpoint_*/iter_*/config.yaml"))
+        model = yaml.safe_load(saved.read_text())["model"]
+        assert model["core"] == p["model.core"]
+        assert ("memory_len" in model["core_kwargs"]) == (p["model.core"] == "gtrxl")
+
+    # Starting it again without --resume refuses to mix two experiments.
+    again = _tune(str(spec_file), timeout=60)
+    assert again.returncode == 2 and "pass --resume" in again.stdout
+
+    # --resume of the finished experiment reprints the table; no trial trains again.
+    resumed = _tune(str(spec_file), "--resume", timeout=120)
+    output = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, output[-6000:]
+    assert f"{NAME}: episode_return_mean (max)" in output and "best: trial" in output
+    assert _histories(experiment) == histories

@@ -1,0 +1,293 @@
+"""RLlib Algorithm base of recurrent off-policy learning over memrl's sharded sequence replay.
+
+One ``training_step``:
+
+1. every sampling env runner (:class:`OffPolicyEnvRunner`) samples ``rollout_fragment_length``
+   steps per env with the module's exploration forward and writes chunks to its replay shard;
+2. once the replay holds ``min_replay_steps`` steps, each learner runs ``updates_per_iteration``
+   updates on prefetched sequences (:meth:`OffPolicyLearner.train_from_replay`);
+3. the learners' weights (inference part) go to the env runners.
+
+Saving the algorithm (``save_to_path``) also checkpoints the replay shards into
+``<path>/replay`` (every ``checkpoint_every``-th save); ``restore_from_path`` loads them back, so
+a resumed run continues with its data.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.core import DEFAULT_MODULE_ID
+from ray.rllib.utils.metrics import (
+    ENV_RUNNER_RESULTS,
+    ENV_RUNNER_SAMPLING_TIMER,
+    LEARNER_RESULTS,
+    LEARNER_UPDATE_TIMER,
+    SYNCH_WORKER_WEIGHTS_TIMER,
+    TIMERS,
+)
+
+from memrl.replay import ChunkConfig, ReplayConfig
+from memrl.rllib.offpolicy.env_runner import OffPolicyEnvRunner
+
+log = logging.getLogger(__name__)
+
+REPLAY_DIR = "replay"
+"""Folder of the replay shards inside an algorithm checkpoint."""
+
+# Keys of OffPolicyConfig.replay besides ReplayConfig's own fields.
+_REPLAY_EXTRA = {
+    "num_shards": 1,
+    "chunk_overlap": 40,
+    "prefetch": 3,
+    "checkpoint_every": 1,
+    "rollout_fragment_length": 40,
+}
+_REPLAY_FIELDS = ("capacity", "burn_in", "seq_len", "state_storage", "prioritized", "alpha",
+                  "beta", "eta")
+
+
+def space_layout(space: Any, what: str) -> tuple[tuple[int, ...], str]:
+    """(shape, numpy dtype name) a replay stores for one element of ``space``.
+
+    Raises ValueError for spaces the replay cannot hold (Dict/Tuple), naming ``what``.
+    """
+    import gymnasium as gym
+
+    if isinstance(space, gym.spaces.Dict | gym.spaces.Tuple):
+        raise ValueError(
+            f"{what} space {space} is not supported by the sequence replay: it stores one array "
+            "per step (Box, Discrete, MultiBinary, MultiDiscrete)"
+        )
+    return tuple(int(d) for d in space.shape), np.dtype(space.dtype).name
+
+
+class OffPolicyConfig(AlgorithmConfig):
+    """Settings shared by memrl's off-policy algorithms (see :meth:`offpolicy`)."""
+
+    def __init__(self, algo_class: type | None = None) -> None:
+        super().__init__(algo_class=algo_class)
+        self.replay: dict[str, Any] = {}
+        self.sequence_batch_size = 32
+        self.min_replay_steps = 1000
+        self.updates_per_iteration = 1
+        self.env_runner_cls = OffPolicyEnvRunner
+        # The carry before a continued fragment's first step lives in its lookback buffer.
+        self.episode_lookback_horizon = 1
+
+    def offpolicy(
+        self,
+        *,
+        replay: dict[str, Any] | None = NotProvided,
+        sequence_batch_size: int | None = NotProvided,
+        min_replay_steps: int | None = NotProvided,
+        updates_per_iteration: int | None = NotProvided,
+    ) -> OffPolicyConfig:
+        """Replay and update schedule.
+
+        replay: ``ReplayConfig`` fields (capacity, burn_in, seq_len, state_storage, prioritized,
+            alpha, beta, eta) plus num_shards, chunk_overlap, prefetch, checkpoint_every and
+            rollout_fragment_length (env steps per env per iteration). Unknown keys raise.
+        sequence_batch_size: sequences per update; min_replay_steps: replay size before the
+        first update; updates_per_iteration: learner updates per ``training_step``.
+        """
+        if replay is not NotProvided:
+            valid = set(_REPLAY_FIELDS) | set(_REPLAY_EXTRA)
+            unknown = sorted(set(replay or {}) - valid)
+            if unknown:
+                raise ValueError(f"unknown replay key(s) {unknown}; valid: {sorted(valid)}")
+            self.replay = dict(replay or {})
+        if sequence_batch_size is not NotProvided:
+            self.sequence_batch_size = sequence_batch_size
+        if min_replay_steps is not NotProvided:
+            self.min_replay_steps = min_replay_steps
+        if updates_per_iteration is not NotProvided:
+            self.updates_per_iteration = updates_per_iteration
+        return self
+
+    def replay_setting(self, key: str) -> Any:
+        """A replay setting with its default (ReplayConfig's for its own fields)."""
+        if key in self.replay:
+            return self.replay[key]
+        if key in _REPLAY_EXTRA:
+            return _REPLAY_EXTRA[key]
+        return ReplayConfig.__dataclass_fields__[key].default
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("sequence_batch_size", "updates_per_iteration"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                self._value_error(f"{name} must be a positive int, got {value!r}")
+        if not isinstance(self.min_replay_steps, int) or self.min_replay_steps < 0:
+            self._value_error(f"min_replay_steps must be an int >= 0, got {self.min_replay_steps}")
+        if self.num_learners > 1:
+            self._value_error(
+                "memrl's off-policy algorithms support num_learners 0 (in the driver) or 1"
+            )
+        ChunkConfig(self.replay_setting("seq_len"), self.replay_setting("chunk_overlap"))
+
+    @property
+    def chunk_config(self) -> ChunkConfig:
+        """Chunks are one training sequence long (R2D2: 80 steps, overlap 40)."""
+        return ChunkConfig(self.replay_setting("seq_len"), self.replay_setting("chunk_overlap"))
+
+
+class OffPolicyAlgorithm(Algorithm):
+    """Samples into sharded sequence replay, learns from it; see the module docstring.
+
+    Subclasses set ``get_default_config`` (an :class:`OffPolicyConfig` subclass whose
+    ``get_default_learner_class`` is an :class:`OffPolicyLearner`).
+    """
+
+    @classmethod
+    def get_default_config(cls) -> OffPolicyConfig:
+        return OffPolicyConfig(algo_class=cls)
+
+    # --- setup --------------------------------------------------------------------------------
+    def setup(self, config: OffPolicyConfig) -> None:
+        super().setup(config)
+        from memrl.replay.distributed import create_shards
+
+        def describe(learner: Any) -> tuple:
+            module = learner.module[DEFAULT_MODULE_ID].unwrapped()
+            spec = module.state_spec() if hasattr(module, "state_spec") else {}
+            return spec, module.observation_space, module.action_space
+
+        spec, obs_space, action_space = self._on_learners(describe)[0]
+        self.state_spec = spec
+        cfg = self.config
+        obs_shape, obs_dtype = space_layout(obs_space, "observation")
+        action_shape, action_dtype = space_layout(action_space, "action")
+        num_shards = int(cfg.replay_setting("num_shards"))
+        writers = max(cfg.num_env_runners, 1)
+        envs_per_shard = cfg.num_envs_per_env_runner * -(-writers // num_shards)
+        # Room for twice the streams that write at once, so that a resumed run (new stream ids)
+        # keeps the restored streams until their lanes are reused.
+        max_streams = 2 * envs_per_shard
+        capacity = int(cfg.replay_setting("capacity"))
+        capacity -= capacity % max_streams
+        self.replay_config = ReplayConfig(
+            capacity=capacity,
+            max_streams=max_streams,
+            burn_in=int(cfg.replay_setting("burn_in")),
+            seq_len=int(cfg.replay_setting("seq_len")),
+            obs_shape=obs_shape,
+            obs_dtype=obs_dtype,
+            action_shape=action_shape,
+            action_dtype=action_dtype,
+            state_storage=cfg.replay_setting("state_storage"),
+            prioritized=bool(cfg.replay_setting("prioritized")),
+            alpha=float(cfg.replay_setting("alpha")),
+            beta=float(cfg.replay_setting("beta")),
+            eta=float(cfg.replay_setting("eta")),
+            seed=cfg.seed,
+        )
+        # Shards mostly wait on calls: they take no CPU slot from env runners and learners.
+        self.shards = create_shards(num_shards, self.replay_config, spec, num_cpus=0)
+        self._saves = 0
+        self._attach_replay()
+
+    def _on_learners(self, fn: Any) -> list:
+        results = self.learner_group.foreach_learner(fn)
+        return [r.get() for r in results]
+
+    def _attach_replay(self) -> None:
+        cfg = self.config
+        shards = self.shards
+        kwargs = dict(
+            batch_size=cfg.sequence_batch_size,
+            prefetch=int(cfg.replay_setting("prefetch")),
+            beta=self.replay_config.beta,
+            prioritized=self.replay_config.prioritized,
+            eta=self.replay_config.eta,
+            seed=cfg.seed,
+        )
+        self._on_learners(lambda learner: learner.attach_replay(shards, **kwargs))
+
+    # --- one iteration ------------------------------------------------------------------------
+    def replay_stats(self) -> dict[str, float]:
+        """Totals over all shards: steps, valid_starts, streams."""
+        from memrl.replay.distributed import call_all
+
+        stats = call_all(self.shards, "stats")
+        return {k: float(sum(s[k] for s in stats)) for k in ("steps", "valid_starts", "streams")}
+
+    def training_step(self) -> None:
+        cfg = self.config
+        shards, chunk, seed = self.shards, cfg.chunk_config, cfg.seed
+        steps = int(cfg.replay_setting("rollout_fragment_length")) * cfg.num_envs_per_env_runner
+
+        def sample(runner: Any) -> dict:
+            return runner.sample_to_replay(shards, steps, chunk, seed=seed)
+
+        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
+            results = self.env_runner_group.foreach_env_runner(
+                sample, local_env_runner=cfg.num_env_runners == 0
+            )
+        self.metrics.aggregate([r["metrics"] for r in results], key=ENV_RUNNER_RESULTS)
+        stats = self.replay_stats()
+        for key, value in stats.items():
+            self.metrics.log_value(("replay", key), value, window=1)
+        self.metrics.log_value(
+            ("replay", "dropped_steps"), float(sum(r["dropped"] for r in results)), window=1
+        )
+        if stats["steps"] < cfg.min_replay_steps or stats["valid_starts"] == 0:
+            return
+        updates = cfg.updates_per_iteration
+        with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
+            learner_results = self._on_learners(
+                lambda learner: learner.train_from_replay(updates)
+            )
+        self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
+        with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
+            self.env_runner_group.sync_weights(
+                from_worker_or_learner_group=self.learner_group, inference_only=True
+            )
+
+    # --- checkpoints --------------------------------------------------------------------------
+    def save_to_path(self, path: Any = None, **kwargs: Any) -> str:
+        """RLlib's checkpoint plus the replay shards under ``<path>/replay`` (every
+        ``checkpoint_every``-th save; 0 = never)."""
+        from memrl.replay.distributed import save_shards
+
+        out = super().save_to_path(path, **kwargs)
+        every = int(self.config.replay_setting("checkpoint_every"))
+        self._saves += 1
+        if every > 0 and (self._saves - 1) % every == 0:
+            self._on_learners(lambda learner: learner.detach_replay())  # flush priorities
+            save_shards(self.shards, Path(out) / REPLAY_DIR)
+            self._attach_replay()
+        return out
+
+    def restore_from_path(self, path: Any, *args: Any, **kwargs: Any) -> None:
+        """RLlib's restore plus the replay, when the checkpoint holds one."""
+        from memrl.replay.distributed import restore_shards
+
+        super().restore_from_path(path, *args, **kwargs)
+        replay = Path(path) / REPLAY_DIR
+        if kwargs.get("component") is None and replay.is_dir():
+            self._on_learners(lambda learner: learner.detach_replay())
+            restore_shards(self.shards, replay)
+            self._attach_replay()
+            log.info("restored the replay from %s: %s", replay, self.replay_stats())
+        elif kwargs.get("component") is None:
+            log.warning("checkpoint %s holds no replay; training continues with an empty one", path)
+
+    def cleanup(self) -> None:
+        shards = getattr(self, "shards", None)
+        if shards:
+            try:
+                self._on_learners(lambda learner: learner.detach_replay())
+            except Exception:  # noqa: BLE001 - shutting down: a dead shard must not block it
+                log.debug("detaching the replay failed", exc_info=True)
+            for shard in shards:
+                ray.kill(shard)
+            self.shards = []
+        super().cleanup()

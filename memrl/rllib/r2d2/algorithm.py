@@ -1,0 +1,168 @@
+"""R2D2 (Kapturowski et al. 2019) with any memrl memory core, on the off-policy plumbing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.rllib.algorithms.algorithm_config import NotProvided
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+from memrl.models import CORES
+from memrl.rllib.env import register_rllib_env
+from memrl.rllib.memoryless import MEMORYLESS
+from memrl.rllib.model_config import ModelConfig
+from memrl.rllib.offpolicy import (
+    OffPolicyAlgorithm,
+    OffPolicyConfig,
+    compact_state_env_runner_kwargs,
+)
+from memrl.rllib.ppo import window_memory_len
+from memrl.rllib.r2d2.learner import R2D2Learner
+from memrl.rllib.r2d2.module import RecurrentQModule
+
+R2D2_DEFAULTS: dict[str, Any] = {
+    "gamma": 0.997,
+    "n_step": 5,
+    "value_rescaling": True,
+    "rescale_eps": 1e-3,
+    "double_q": True,
+    "target_update_period": 2500,
+    "adam_eps": 1e-3,
+    "grad_clip": 40.0,
+    "epsilon": 0.4,
+    "epsilon_alpha": 7.0,
+    "dueling": True,
+    "delta_q_every": 100,
+}
+"""R2D2 settings besides ``lr`` (RLlib's key) and the shared off-policy ones."""
+
+
+class R2D2Config(OffPolicyConfig):
+    """``training(r2d2={...})`` takes keys of ``R2D2_DEFAULTS``; ``lr`` is RLlib's."""
+
+    def __init__(self, algo_class: type | None = None) -> None:
+        super().__init__(algo_class=algo_class or R2D2)
+        self.lr = 1e-4
+        self.r2d2: dict[str, Any] = dict(R2D2_DEFAULTS)
+
+    def training(self, *, r2d2: dict[str, Any] | None = NotProvided, **kwargs: Any) -> R2D2Config:
+        super().training(**kwargs)
+        if r2d2 is not NotProvided:
+            unknown = sorted(set(r2d2 or {}) - set(R2D2_DEFAULTS))
+            if unknown:
+                raise ValueError(f"unknown r2d2 key(s) {unknown}; valid: {sorted(R2D2_DEFAULTS)}")
+            self.r2d2 = {**R2D2_DEFAULTS, **(r2d2 or {})}
+        return self
+
+    def validate(self) -> None:
+        super().validate()
+        for key in ("n_step", "target_update_period"):
+            if not isinstance(self.r2d2[key], int) or self.r2d2[key] < 1:
+                self._value_error(f"r2d2.{key} must be a positive int, got {self.r2d2[key]!r}")
+
+    def get_default_rl_module_spec(self) -> RLModuleSpec:
+        return RLModuleSpec(module_class=RecurrentQModule)
+
+    def get_default_learner_class(self) -> type:
+        return R2D2Learner
+
+
+class R2D2(OffPolicyAlgorithm):
+    """Recurrent replay distributed DQN over memrl's sharded sequence replay."""
+
+    @classmethod
+    def get_default_config(cls) -> R2D2Config:
+        return R2D2Config()
+
+
+def r2d2_config(
+    *,
+    env: str,
+    env_config: dict,
+    core: str,
+    core_kwargs: dict,
+    model: dict,
+    lr: float,
+    r2d2: dict,
+    replay: dict,
+    batch_size: int,
+    learning_starts: int,
+    updates_per_iteration: int,
+    num_env_runners: int,
+    num_envs_per_env_runner: int,
+    num_learners: int,
+    num_gpus_per_learner: float,
+    seed: int | None,
+) -> R2D2Config:
+    """An R2D2Config training :class:`RecurrentQModule` over ``core`` on ``env``.
+
+    r2d2: keys of ``R2D2_DEFAULTS``; replay: see :meth:`OffPolicyConfig.offpolicy`.
+    Raises ValueError for an unknown core, model key, r2d2 key or replay key.
+    """
+    if core not in (*CORES, MEMORYLESS):
+        raise ValueError(f"core must be one of {[*CORES, MEMORYLESS]}, got {core!r}")
+    ModelConfig.from_dict(model)
+    settings = {**R2D2_DEFAULTS, **r2d2}
+    memory_len = window_memory_len(core, dict(core_kwargs))
+    config = (
+        R2D2Config()
+        .api_stack(enable_rl_module_and_learner=True, enable_env_runner_and_connector_v2=True)
+        .framework("torch")
+        .environment(env=register_rllib_env(env), env_config=dict(env_config))
+        .env_runners(
+            num_env_runners=num_env_runners,
+            num_envs_per_env_runner=num_envs_per_env_runner,
+            **compact_state_env_runner_kwargs(memory_len),
+        )
+        .learners(num_learners=num_learners, num_gpus_per_learner=num_gpus_per_learner)
+        .rl_module(
+            rl_module_spec=RLModuleSpec(
+                module_class=RecurrentQModule,
+                model_config={
+                    "core": core,
+                    "core_kwargs": dict(core_kwargs),
+                    "model": dict(model),
+                    "dueling": settings["dueling"],
+                    "epsilon": settings["epsilon"],
+                    "epsilon_alpha": settings["epsilon_alpha"],
+                    "seed": seed,
+                },
+            )
+        )
+        .training(lr=lr, r2d2=r2d2)
+        .offpolicy(
+            replay=replay,
+            sequence_batch_size=batch_size,
+            min_replay_steps=learning_starts,
+            updates_per_iteration=updates_per_iteration,
+        )
+        .fault_tolerance(restart_failed_env_runners=False, restart_failed_sub_environments=False)
+        .debugging(seed=seed)
+    )
+    return config
+
+
+def build_r2d2_config(cfg: Any, resources: Any) -> R2D2Config:
+    """The R2D2Config of a validated ``memrl.config.TrainConfig`` on resolved ``resources``
+    (the call site in :func:`memrl.train.build_algorithm_config`)."""
+    from memrl.config import resolve_env_id
+
+    section = cfg.r2d2
+    return r2d2_config(
+        env=resolve_env_id(cfg.task.env_name),
+        env_config=cfg.task.env_kwargs,
+        core=cfg.model.core,
+        core_kwargs=dict(cfg.model.core_kwargs),
+        model=dict(cfg.model.network),
+        lr=section.lr,
+        r2d2=section.r2d2_kwargs(),
+        replay=cfg.replay.offpolicy_kwargs(),
+        batch_size=section.batch_size,
+        learning_starts=section.learning_starts,
+        updates_per_iteration=section.updates_per_iteration,
+        num_env_runners=resources.num_env_runners,
+        num_envs_per_env_runner=resources.num_envs_per_env_runner,
+        num_learners=resources.num_learners,
+        num_gpus_per_learner=resources.num_gpus_per_learner,
+        seed=cfg.seed,
+    )

@@ -32,8 +32,8 @@ from pydantic import (
 )
 
 BASE_KEY = "base"
-# Algorithms with a section in TrainConfig; "r2d2" and "td3" get theirs when they land.
-ALGOS: tuple[str, ...] = ("ppo",)
+# Algorithms with a section in TrainConfig (r2d2 and td3 also use the replay section).
+ALGOS: tuple[str, ...] = ("ppo", "r2d2", "td3")
 # Env-construction keys of ``task`` that are not env kwargs.
 TASK_RESERVED = ("env_name",)
 
@@ -113,6 +113,86 @@ class PPOHyperparameters(_Section):
         return self.model_dump(by_alias=False)
 
 
+class R2D2Hyperparameters(_Section):
+    """Recurrent Q-learning (R2D2, Kapturowski et al. 2019; defaults from its table 2)."""
+
+    lr: float = Field(1e-4, gt=0, description="Adam learning rate")
+    adam_eps: float = Field(1e-3, gt=0, description="Adam epsilon")
+    gamma: float = Field(0.997, ge=0, le=1, description="discount factor")
+    n_step: int = Field(5, gt=0, description="steps of reward before bootstrapping")
+    value_rescaling: bool = Field(True, description="train on h(Q): sign(x)(sqrt(|x|+1)-1)+eps x")
+    rescale_eps: float = Field(1e-3, gt=0, description="eps of the value rescaling h")
+    target_update_period: int = Field(2500, gt=0, description="updates between target copies")
+    double_q: bool = Field(True, description="bootstrap with the online net's argmax (double Q)")
+    dueling: bool = Field(True, description="dueling Q head (value + advantage)")
+    epsilon: float = Field(0.4, ge=0, le=1, description="Ape-X base epsilon of the actors")
+    epsilon_alpha: float = Field(7.0, ge=0, description="Ape-X: eps_i = eps^(1+i/(N-1)*alpha)")
+    batch_size: int = Field(64, gt=0, description="sequences per learner update")
+    learning_starts: int = Field(5000, ge=0, description="replay steps before the first update")
+    updates_per_iteration: int = Field(4, gt=0, description="learner updates per iteration")
+    grad_clip: float | None = Field(40.0, gt=0, description="global grad-norm clip (null = off)")
+    delta_q_every: int = Field(100, ge=0, description="measure ΔQ every K updates (0 = never)")
+
+    def r2d2_kwargs(self) -> dict[str, Any]:
+        """The ``r2d2`` dict of ``memrl.rllib.r2d2.r2d2_config`` (the schedule keys stay out)."""
+        skip = {"lr", "batch_size", "learning_starts", "updates_per_iteration"}
+        return {k: v for k, v in self.model_dump().items() if k not in skip}
+
+
+class TD3Hyperparameters(_Section):
+    """Recurrent TD3 (Fujimoto et al. 2018) for Box actions."""
+
+    actor_lr: float = Field(3e-4, gt=0, description="actor Adam learning rate")
+    critic_lr: float = Field(3e-4, gt=0, description="critic Adam learning rate")
+    gamma: float = Field(0.99, ge=0, le=1, description="discount factor")
+    tau: float = Field(0.005, gt=0, le=1, description="Polyak rate of the target networks")
+    policy_delay: int = Field(2, gt=0, description="critic updates per actor/target update")
+    target_noise: float = Field(0.2, ge=0, description="std of the target-policy smoothing noise")
+    target_noise_clip: float = Field(0.5, ge=0, description="clip of the target-policy noise")
+    exploration_noise: float = Field(0.1, ge=0, description="std of the actors' Gaussian noise")
+    shared_core: bool = Field(False, description="actor and critics share one memory core")
+    batch_size: int = Field(32, gt=0, description="sequences per learner update")
+    learning_starts: int = Field(1000, ge=0, description="replay steps before the first update")
+    updates_per_iteration: int = Field(1, gt=0, description="learner updates per iteration")
+    grad_clip: float | None = Field(None, gt=0, description="global grad-norm clip (null = off)")
+
+
+class ReplaySection(_Section):
+    """Sharded sequence replay of the off-policy algorithms (r2d2, td3)."""
+
+    capacity: int = Field(131072, gt=0, description="steps held per shard")
+    num_shards: int = Field(1, gt=0, description="replay shard actors")
+    burn_in: int = Field(40, ge=0, description="steps per sequence that only warm the state up")
+    seq_len: int = Field(80, gt=0, description="training steps per sequence (after the burn-in)")
+    chunk_overlap: int = Field(40, ge=0, description="steps chunks sent to replay overlap by")
+    prioritized: bool = Field(True, description="prioritized (True) or uniform sampling")
+    alpha: float = Field(0.9, ge=0, description="priority exponent")
+    beta: float = Field(0.6, ge=0, le=1, description="importance-sampling exponent")
+    eta: float = Field(0.9, ge=0, le=1, description="priority = eta*max|td| + (1-eta)*mean|td|")
+    state_storage: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="dtype of stored recurrent state"
+    )
+    prefetch: int = Field(3, gt=0, description="sample rounds the learner keeps in flight")
+    checkpoint_every: int = Field(
+        1, ge=0, description="save the replay with every K-th checkpoint (0 = never)"
+    )
+    rollout_fragment_length: int = Field(
+        40, gt=0, description="env steps each env adds per iteration"
+    )
+
+    @model_validator(mode="after")
+    def _overlap_fits(self) -> ReplaySection:
+        if self.chunk_overlap >= self.seq_len:
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be < seq_len ({self.seq_len})"
+            )
+        return self
+
+    def offpolicy_kwargs(self) -> dict[str, Any]:
+        """The ``replay`` dict of ``OffPolicyConfig.offpolicy``."""
+        return self.model_dump()
+
+
 Auto = Literal["auto"]
 
 
@@ -185,15 +265,19 @@ class EvaluationConfig(_Section):
 
 
 class TrainConfig(_Section):
-    """One training run. Sections: task, model, ppo, resources, stop, checkpoint, logging."""
+    """One training run. Sections: task, model, ppo | r2d2 | td3 (+ replay), resources, stop,
+    checkpoint, logging."""
 
     name: str = Field(description="run name: names the log and checkpoint folders")
     seed: int | None = Field(0, description="seed for envs and weights (null = random)")
     output_dir: str = Field("results", description="root of runs/ and checkpoints/ (made absolute)")
-    algo: Literal["ppo"] = Field("ppo", description="algorithm (r2d2 and td3 are planned)")
+    algo: Literal["ppo", "r2d2", "td3"] = Field("ppo", description="algorithm: ppo, r2d2 or td3")
     task: TaskConfig = Field(description="environment id and kwargs")
     model: ModelConfig = Field(default_factory=ModelConfig, description="memory core and heads")
     ppo: PPOHyperparameters = Field(default_factory=PPOHyperparameters, description="PPO")
+    r2d2: R2D2Hyperparameters = Field(default_factory=R2D2Hyperparameters, description="R2D2")
+    td3: TD3Hyperparameters = Field(default_factory=TD3Hyperparameters, description="TD3")
+    replay: ReplaySection = Field(default_factory=ReplaySection, description="off-policy replay")
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig, description="placement")
     stop: StopConfig = Field(description="stop conditions")
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig, description="saving")

@@ -62,10 +62,40 @@ def _ppo_builder() -> Callable[..., Any]:
     return build_ppo_config
 
 
+def _offpolicy_builder(algo: str) -> Callable[..., Any]:
+    """``build_<algo>_config(cfg, resources)`` from ``memrl.rllib.<algo>`` (imported late).
+
+    Raises ConfigError naming ``algo`` when that module (or its builder) does not exist yet.
+    """
+    import importlib
+
+    module_name = f"memrl.rllib.{algo}"
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name != module_name:
+            raise  # the module exists but one of its imports is missing: a real error
+        raise ConfigError(
+            f"algo: {algo!r} is not available in this installation ({module_name} is missing)"
+        ) from err
+    builder = getattr(module, f"build_{algo}_config", None)
+    if builder is None:
+        raise ConfigError(f"algo: {algo!r} is not available ({module_name} has no "
+                          f"build_{algo}_config(cfg, resources))")
+    return builder
+
+
 def build_algorithm_config(cfg: TrainConfig, resources: ResolvedResources) -> Any:
-    """The RLlib AlgorithmConfig for ``cfg`` on ``resources``."""
-    if cfg.algo != "ppo":  # pragma: no cover - TrainConfig only admits "ppo" today
-        raise ValueError(f"algo {cfg.algo!r} is not implemented; valid: ppo")
+    """The RLlib AlgorithmConfig for ``cfg`` on ``resources``.
+
+    ppo: :func:`memrl.rllib.ppo.build_ppo_config`; r2d2 / td3:
+    ``memrl.rllib.<algo>.build_<algo>_config(cfg, resources)``, which read the ``r2d2`` /
+    ``td3`` and ``replay`` sections. Raises ConfigError for an algorithm not installed.
+    """
+    if cfg.algo in ("r2d2", "td3"):
+        return _offpolicy_builder(cfg.algo)(cfg, resources)
+    if cfg.algo != "ppo":  # pragma: no cover - TrainConfig admits only the algorithms above
+        raise ValueError(f"algo {cfg.algo!r} is not implemented; valid: ppo, r2d2, td3")
     return _ppo_builder()(
         env=resolve_env_id(cfg.task.env_name),
         env_config=cfg.task.env_kwargs,
@@ -172,6 +202,8 @@ def train(
     """
     console = console or Console(soft_wrap=True)
     check_env(cfg)
+    if cfg.algo in ("r2d2", "td3"):
+        _offpolicy_builder(cfg.algo)  # an algorithm not installed fails before Ray starts
     start = checkpoints.load_state(resume) if resume is not None else None
     started_ray = init_ray(cfg)
     algo = None

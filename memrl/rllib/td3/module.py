@@ -19,11 +19,13 @@ uniformly in the Box instead. ``forward_inference`` is the deterministic actor.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
 import torch
 from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.apis import InferenceOnlyAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import Tensor
 
@@ -33,8 +35,12 @@ from memrl.rllib.td3.losses import gaussian_exploration
 from memrl.rllib.td3.networks import PREV_ACTION, TD3Networks
 
 
-class TD3Module(TorchRLModule):
-    """Deterministic recurrent actor + twin critics; see the module docstring."""
+class TD3Module(TorchRLModule, InferenceOnlyAPI):
+    """Deterministic recurrent actor + twin critics; see the module docstring.
+
+    The learner-side module also holds the target networks (``target_networks``), which env
+    runners neither build nor receive.
+    """
 
     def setup(self) -> None:
         cfg = self.model_config or {}
@@ -51,6 +57,11 @@ class TD3Module(TorchRLModule):
             raise ValueError(f"td3.exploration_noise must be a number >= 0, got {noise!r}")
         self.exploration_noise = float(noise)
         self.register_buffer("uniform_exploration", torch.ones(()))
+        if not self.inference_only:
+            self.target_networks = copy.deepcopy(self.networks).requires_grad_(False)
+
+    def get_non_inference_attributes(self) -> list[str]:
+        return ["target_networks"]
 
     # --- state ----------------------------------------------------------------------------------
     def state_spec(self) -> dict[str, StateSpec]:

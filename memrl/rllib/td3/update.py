@@ -142,6 +142,25 @@ def batch_tensors(batch: SequenceBatch, device: torch.device | str = "cpu") -> d
     }
 
 
+_FIELDS = ("obs", "action", "reward", "terminated", "truncated", "first", "mask", "weights")
+
+
+def as_tensor_dict(batch: Any, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """:func:`batch_tensors` of a SequenceBatch; a dict is returned as is; any other object is
+    read by attribute (tensors already; action and state values made float32)."""
+    if isinstance(batch, dict):
+        return batch
+    if isinstance(batch, SequenceBatch):
+        return batch_tensors(batch, device)
+    out: dict[str, Any] = {name: getattr(batch, name) for name in _FIELDS}
+    out["action"] = out["action"].float()
+    out["state"] = {
+        k: v if k.endswith("_mask") else v.float() for k, v in batch.state.items()
+    }
+    out["burn_in"] = int(batch.burn_in)
+    return out
+
+
 class TD3Update:
     """Optimizers, target networks and the delayed schedule of recurrent TD3.
 
@@ -150,6 +169,11 @@ class TD3Update:
         hp: the hyperparameters (``td3:`` section).
         device: where the update runs.
         seed: seed of the target-smoothing noise (None: from torch's global generator).
+        actor_optimizer, critic_optimizer: optimizers over ``networks.actor_parameters()`` /
+            ``critic_parameters()`` (e.g. registered with an RLlib Learner); default Adam with
+            ``actor_lr`` / ``critic_lr``.
+        target: the target networks (e.g. held by the RLModule so that they are checkpointed
+            with it); default a copy of ``networks``.
     """
 
     def __init__(
@@ -158,6 +182,9 @@ class TD3Update:
         hp: TD3Hyperparameters,
         device: torch.device | str = "cpu",
         seed: int | None = None,
+        actor_optimizer: torch.optim.Optimizer | None = None,
+        critic_optimizer: torch.optim.Optimizer | None = None,
+        target: TD3Networks | None = None,
     ) -> None:
         if networks.shared_core != hp.shared_core:
             raise ValueError(
@@ -166,9 +193,15 @@ class TD3Update:
         self.hp = hp
         self.device = torch.device(device)
         self.networks = networks.to(self.device)
-        self.target = copy.deepcopy(networks).requires_grad_(False)
-        self.actor_optimizer = torch.optim.Adam(networks.actor_parameters(), lr=hp.actor_lr)
-        self.critic_optimizer = torch.optim.Adam(networks.critic_parameters(), lr=hp.critic_lr)
+        if target is None:
+            target = copy.deepcopy(networks)
+        self.target = target.to(self.device).requires_grad_(False)
+        self.actor_optimizer = actor_optimizer or torch.optim.Adam(
+            networks.actor_parameters(), lr=hp.actor_lr
+        )
+        self.critic_optimizer = critic_optimizer or torch.optim.Adam(
+            networks.critic_parameters(), lr=hp.critic_lr
+        )
         self.critic_updates = 0
         self.actor_updates = 0
         self._generator: torch.Generator | None = None
@@ -221,13 +254,14 @@ class TD3Update:
         return y[:, t["burn_in"] :]
 
     # --- the update -----------------------------------------------------------------------------
-    def update(self, batch: SequenceBatch | dict[str, Any]) -> UpdateResult:
+    def update(self, batch: Any) -> UpdateResult:
         """One critic step, plus the actor step and target update every ``policy_delay`` steps.
 
-        ``batch``: a SequenceBatch or its :func:`batch_tensors`. Raises ValueError when the
-        sequences are not longer than the burn-in.
+        ``batch``: a SequenceBatch, its :func:`batch_tensors`, or an object with the same
+        attributes as tensors (the off-policy learner's ``SequenceTensors``). Raises ValueError
+        when the sequences are not longer than the burn-in.
         """
-        t = batch if isinstance(batch, dict) else batch_tensors(batch, self.device)
+        t = as_tensor_dict(batch, self.device)
         burn_in, length = t["burn_in"], t["mask"].shape[1]
         if not 0 <= burn_in < length:
             raise ValueError(f"burn_in ({burn_in}) must be in [0, sequence length {length})")

@@ -1,0 +1,163 @@
+"""Recurrent TD3 as an RLlib Algorithm on memrl's off-policy plumbing (sharded sequence replay).
+
+``td3_config(...)`` / ``build_td3_config(train_cfg, resources)`` give a :class:`TD3Config` whose
+``build_algo()`` trains :class:`memrl.rllib.td3.module.TD3Module` with
+:class:`memrl.rllib.td3.learner.TD3Learner`: env runners act with the actor (uniform random
+actions until the first update, then Gaussian noise), write compact per-step state records to
+the replay shards, and the learner runs :class:`memrl.rllib.td3.update.TD3Update` on sampled
+sequences and sends TD priorities back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.rllib.algorithms.algorithm_config import NotProvided
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+from memrl.models import CORES
+from memrl.rllib.env import register_rllib_env
+from memrl.rllib.memoryless import MEMORYLESS
+from memrl.rllib.offpolicy import (
+    OffPolicyAlgorithm,
+    OffPolicyConfig,
+    compact_state_env_runner_kwargs,
+)
+from memrl.rllib.ppo import window_memory_len
+from memrl.rllib.td3.learner import TD3Learner
+from memrl.rllib.td3.module import TD3Module
+from memrl.rllib.td3.update import TD3Hyperparameters
+
+# Keys of the td3 section that are the off-policy schedule, not the update's settings.
+_SCHEDULE = ("batch_size", "learning_starts", "updates_per_iteration")
+
+
+class TD3Config(OffPolicyConfig):
+    """``training(td3={...})`` takes the fields of :class:`TD3Hyperparameters`."""
+
+    def __init__(self, algo_class: type | None = None) -> None:
+        super().__init__(algo_class=algo_class or TD3)
+        self.td3: dict[str, Any] = TD3Hyperparameters().to_dict()
+        # The module emits actions inside the Box already (tanh scaled to the bounds, clipped
+        # noise): RLlib must not unsquash them again.
+        self.normalize_actions = False
+        self.clip_actions = False
+
+    def training(self, *, td3: dict[str, Any] | None = NotProvided, **kwargs: Any) -> TD3Config:
+        super().training(**kwargs)
+        if td3 is not NotProvided:
+            self.td3 = TD3Hyperparameters.from_dict({**self.td3, **(td3 or {})}).to_dict()
+        return self
+
+    def validate(self) -> None:
+        super().validate()
+        try:
+            TD3Hyperparameters.from_dict(self.td3)
+        except ValueError as err:
+            self._value_error(str(err))
+
+    def get_default_rl_module_spec(self) -> RLModuleSpec:
+        return RLModuleSpec(module_class=TD3Module)
+
+    def get_default_learner_class(self) -> type:
+        return TD3Learner
+
+
+class TD3(OffPolicyAlgorithm):
+    """Recurrent TD3 over memrl's sharded sequence replay."""
+
+    @classmethod
+    def get_default_config(cls) -> TD3Config:
+        return TD3Config()
+
+
+def td3_config(
+    *,
+    env: str,
+    env_config: dict,
+    core: str,
+    core_kwargs: dict,
+    model: dict,
+    td3: dict,
+    replay: dict,
+    num_env_runners: int,
+    num_envs_per_env_runner: int,
+    num_learners: int,
+    num_gpus_per_learner: float,
+    seed: int | None,
+) -> TD3Config:
+    """A TD3Config training :class:`TD3Module` over ``core`` on ``env``.
+
+    td3: fields of :class:`TD3Hyperparameters` (``batch_size``, ``learning_starts`` and
+    ``updates_per_iteration`` set the off-policy schedule); replay: see
+    :meth:`memrl.rllib.offpolicy.OffPolicyConfig.offpolicy`.
+
+    Raises:
+        ValueError: an unknown core, model key, td3 key or replay key, a bad value, or an
+            empty ``model.head_hiddens``.
+    """
+    if core not in (*CORES, MEMORYLESS):
+        raise ValueError(f"core must be one of {[*CORES, MEMORYLESS]}, got {core!r}")
+    hp = TD3Hyperparameters.from_dict(td3)
+    if "shared_core" in (model or {}):
+        raise ValueError("model.network.shared_core is PPO's setting; for TD3 set td3.shared_core")
+    if not (model or {}).get("head_hiddens"):
+        raise ValueError(
+            "TD3 needs non-empty model.network.head_hiddens (e.g. [256, 256]): a Q head linear "
+            "in the action gives the actor a constant gradient"
+        )
+    memory_len = window_memory_len(core, dict(core_kwargs))
+    return (
+        TD3Config()
+        .api_stack(enable_rl_module_and_learner=True, enable_env_runner_and_connector_v2=True)
+        .framework("torch")
+        .environment(env=register_rllib_env(env), env_config=dict(env_config))
+        .env_runners(
+            num_env_runners=num_env_runners,
+            num_envs_per_env_runner=num_envs_per_env_runner,
+            **compact_state_env_runner_kwargs(memory_len),
+        )
+        .learners(num_learners=num_learners, num_gpus_per_learner=num_gpus_per_learner)
+        .rl_module(
+            rl_module_spec=RLModuleSpec(
+                module_class=TD3Module,
+                model_config={
+                    "core": core,
+                    "core_kwargs": dict(core_kwargs),
+                    "model": dict(model),
+                    "shared_core": hp.shared_core,
+                    "exploration_noise": hp.exploration_noise,
+                },
+            )
+        )
+        .training(td3=hp.to_dict())
+        .offpolicy(
+            replay=replay,
+            sequence_batch_size=hp.batch_size,
+            min_replay_steps=hp.learning_starts,
+            updates_per_iteration=hp.updates_per_iteration,
+        )
+        .fault_tolerance(restart_failed_env_runners=False, restart_failed_sub_environments=False)
+        .debugging(seed=seed)
+    )
+
+
+def build_td3_config(cfg: Any, resources: Any) -> TD3Config:
+    """The TD3Config of a validated ``memrl.config.TrainConfig`` on resolved ``resources``
+    (the call site in :func:`memrl.train.build_algorithm_config`)."""
+    from memrl.config import resolve_env_id
+
+    return td3_config(
+        env=resolve_env_id(cfg.task.env_name),
+        env_config=cfg.task.env_kwargs,
+        core=cfg.model.core,
+        core_kwargs=dict(cfg.model.core_kwargs),
+        model=dict(cfg.model.network),
+        td3=cfg.td3.model_dump(),
+        replay=cfg.replay.offpolicy_kwargs(),
+        num_env_runners=resources.num_env_runners,
+        num_envs_per_env_runner=resources.num_envs_per_env_runner,
+        num_learners=resources.num_learners,
+        num_gpus_per_learner=resources.num_gpus_per_learner,
+        seed=cfg.seed,
+    )

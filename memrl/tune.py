@@ -66,7 +66,8 @@ from memrl.config import (
     resolve_resources,
 )
 
-log = logging.getLogger(__name__)
+# Not __name__: under `python -m memrl.tune` that is "__main__", outside memrl's log handler.
+log = logging.getLogger("memrl.tune")
 
 SPACES: tuple[str, ...] = ("grid_search", "choice", "uniform", "loguniform", "randint")
 # What a trial reports to Tune each iteration (memrl.progress.IterationMetrics fields).

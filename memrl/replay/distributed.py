@@ -55,14 +55,26 @@ def create_shards(
     """
     if not isinstance(num_shards, int) or num_shards <= 0:
         raise ValueError(f"num_shards must be a positive int, got {num_shards!r}")
+    return [start_shard(i, config, state_spec, num_cpus=num_cpus) for i in range(num_shards)]
+
+
+def start_shard(
+    shard: int,
+    config: ReplayConfig,
+    state_spec: Mapping[str, StateSpec],
+    *,
+    num_cpus: float = 1.0,
+) -> ray.actor.ActorHandle:
+    """Start the actor of shard ``shard`` (seeded ``config.seed + shard`` when seeded).
+
+    ``max_restarts=0``: Ray must not bring a shard back empty behind the caller's back; a
+    ``ShardSupervisor`` restarts it from its checkpoint instead.
+    """
+    cfg = config
+    if config.seed is not None:
+        cfg = ReplayConfig.from_dict({**config.to_dict(), "seed": config.seed + shard})
     actor = ray.remote(ReplayShard).options(num_cpus=num_cpus, max_restarts=0)
-    shards = []
-    for i in range(num_shards):
-        cfg = config
-        if config.seed is not None:
-            cfg = ReplayConfig.from_dict({**config.to_dict(), "seed": config.seed + i})
-        shards.append(actor.remote(cfg, dict(state_spec), i))
-    return shards
+    return actor.remote(cfg, dict(state_spec), shard)
 
 
 def get_from_shards(refs: Sequence[ray.ObjectRef], shard_ids: Sequence[int], num_shards: int):
@@ -230,16 +242,7 @@ class PrefetchSampler:
         last T steps) turned into R2D2 sequence priorities, or ``priority`` ``[B]`` directly.
         Updates to items overwritten since sampling are ignored by the shard.
         """
-        if priority is None:
-            if td_abs is None:
-                raise ValueError("update_priorities needs td_abs or priority")
-            td_abs = np.asarray(td_abs)
-            if mask is None:
-                mask = batch.mask[:, -td_abs.shape[1] :]
-            priority = sequence_priority(td_abs, mask, self.eta)
-        priority = np.asarray(priority, dtype=np.float64).reshape(-1)
-        if priority.shape[0] != len(batch):
-            raise ValueError(f"priority has {priority.shape[0]} entries, batch has {len(batch)}")
+        priority = self._batch_priority(batch, td_abs, mask, priority)
         for shard in np.unique(batch.shard):
             rows = batch.shard == shard
             ref = self.shards[int(shard)].update_priorities.remote(
@@ -250,6 +253,26 @@ class PrefetchSampler:
         while len(self._updates) > 4 * len(self.shards):
             shard, ref = self._updates.popleft()
             get_from_shards([ref], [shard], len(self.shards))
+
+    def _batch_priority(
+        self,
+        batch: SequenceBatch,
+        td_abs: np.ndarray | None,
+        mask: np.ndarray | None,
+        priority: np.ndarray | None,
+    ) -> np.ndarray:
+        """``[B]`` float64 priorities from ``update_priorities``'s arguments (checked)."""
+        if priority is None:
+            if td_abs is None:
+                raise ValueError("update_priorities needs td_abs or priority")
+            td_abs = np.asarray(td_abs)
+            if mask is None:
+                mask = batch.mask[:, -td_abs.shape[1] :]
+            priority = sequence_priority(td_abs, mask, self.eta)
+        priority = np.asarray(priority, dtype=np.float64).reshape(-1)
+        if priority.shape[0] != len(batch):
+            raise ValueError(f"priority has {priority.shape[0]} entries, batch has {len(batch)}")
+        return priority
 
     def close(self) -> None:
         """Wait for outstanding priority updates and drop prefetched rounds."""

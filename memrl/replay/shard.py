@@ -116,6 +116,7 @@ class ReplayShard:
         self._tree = SumTree(lanes * cap)
         self._max_priority = 1.0
         self._writes = 0  # generations handed out so far
+        self._saved_writes = 0  # ``_writes`` at the last save / restore (0: never saved)
         self._tick = 0  # chunks inserted so far (LRU clock of lanes)
 
     @property
@@ -145,38 +146,66 @@ class ReplayShard:
             "min_priority": self._tree.min_positive,
             "max_priority": self._max_priority,
             "writes": self._writes,
+            "unsaved_steps": self.unsaved_steps,
         }
 
+    @property
+    def unsaved_steps(self) -> int:
+        """Steps inserted since the last ``save`` / ``restore`` (all of them if never saved)."""
+        return self._writes - self._saved_writes
+
     # --- insert ---------------------------------------------------------------------------------
-    def add_chunk(self, chunk: Chunk) -> int:
+    def add_chunk(self, chunk: Chunk, *, allow_gap: bool = False) -> int:
         """Store the steps of ``chunk`` this shard does not hold yet; returns how many.
 
+        allow_gap: accept a chunk that starts after a gap in its stream (or a stream unknown
+        here that starts mid-episode), as after a restore from a checkpoint that misses the
+        stream's newest steps. The gap is stored as missing steps: no sequence runs through it
+        (it masks like an episode end), and a window state that would need a missing step makes
+        its start invalid. Carry states are stored per step, so those starts stay valid.
+
         Raises ValueError on a missing/unknown field, a wrong shape, a gap after the stream's
-        newest stored step, a chunk longer than a lane, or a new stream that does not start an
-        episode.
+        newest stored step (unless ``allow_gap``), a chunk longer than a lane, or a new stream
+        that does not start an episode (unless ``allow_gap``).
         """
         data = self._check_chunk(chunk)
         n = len(chunk)
         if n > self.lane_capacity:
             raise ValueError(f"chunk has {n} steps; a lane holds only {self.lane_capacity}")
+        cap = self.lane_capacity
+        gap = False  # True: the steps before this chunk are missing, their episode unknown
         lane = self._stream_lane.get(chunk.stream)
         if lane is None:
             if not data["first"][0]:
-                raise ValueError(
-                    f"the first chunk of stream {chunk.stream} must start an episode "
-                    "(first[0] True): the state before it is unknown to the replay"
-                )
-            lane = self._open_lane(chunk.stream, chunk.start_step)
-        hi_old = int(self._lane_hi[lane])
+                if not (allow_gap and chunk.start_step > 0):
+                    raise ValueError(
+                        f"the first chunk of stream {chunk.stream} must start an episode "
+                        "(first[0] True): the state before it is unknown to the replay"
+                    )
+                # The stream's earlier steps existed but are missing here: a virtual first
+                # step just before the chunk keeps its first stored step from counting as a
+                # stream start (whose state would be the initial one).
+                lane = self._open_lane(chunk.stream, chunk.start_step, chunk.start_step - 1)
+                gap = True
+            else:
+                lane = self._open_lane(chunk.stream, chunk.start_step)
+        hi_old = stored_hi = int(self._lane_hi[lane])
         if chunk.start_step > hi_old + 1:
-            raise ValueError(
-                f"chunk of stream {chunk.stream} starts at step {chunk.start_step} but the "
-                f"shard holds it only up to step {hi_old}: a chunk was lost"
-            )
+            if not allow_gap:
+                raise ValueError(
+                    f"chunk of stream {chunk.stream} starts at step {chunk.start_step} but the "
+                    f"shard holds it only up to step {hi_old}: a chunk was lost"
+                )
+            gap = True
+            # Slots of the missing steps may still hold older steps of the stream: empty them.
+            missing = np.arange(max(hi_old + 1, chunk.start_step - cap), chunk.start_step)
+            self._tree.update(lane * cap + missing % cap, 0.0)
+            self._step[lane, missing % cap] = -1
+            self._generation[lane, missing % cap] = -1
+            hi_old = chunk.start_step - 1
         skip = hi_old + 1 - chunk.start_step  # the overlap already stored
         if skip >= n:
             return 0
-        cap = self.lane_capacity
         steps = np.arange(hi_old + 1, chunk.start_step + n, dtype=np.int64)
         slots = steps % cap
         base = lane * cap
@@ -184,7 +213,13 @@ class ReplayShard:
         for name, array in self._data.items():
             array[lane, slots] = data[name][skip:]
         first = data["first"][skip:]
-        if hi_old >= self._lane_first[lane]:
+        if gap:
+            # The episode of the steps before the chunk's first ``first`` began at an unknown
+            # missing step: name it by the missing step just before the chunk, so that it
+            # differs from every stored episode and a window reaching before the chunk is
+            # invalid (that step is not stored).
+            previous_start = chunk.start_step - 1
+        elif hi_old >= self._lane_first[lane]:
             previous_start = self._episode_start[lane, hi_old % cap]
         else:
             previous_start = steps[0]  # the stream's first step, which starts an episode
@@ -196,6 +231,8 @@ class ReplayShard:
         self._writes += int(steps.size)
         hi = int(steps[-1])
         lo = max(int(self._lane_lo[lane]), hi - cap + 1)
+        if gap and lo > int(self._lane_hi[lane]):
+            lo = int(steps[0])  # nothing from before the gap is left in the ring
         self._lane_hi[lane], self._lane_lo[lane] = hi, lo
         self._tick += 1
         self._lane_tick[lane] = self._tick
@@ -203,7 +240,8 @@ class ReplayShard:
         # Starts whose validity may have changed: those not complete before this chunk, and
         # those whose window history may have just been overwritten.
         length = self.config.sample_len
-        candidates = np.arange(max(lo, hi_old - length + 2), hi + 1)
+        # (After a gap, the incomplete starts before it are now complete: the gap ends them.)
+        candidates = np.arange(max(lo, stored_hi - length + 2), hi + 1)
         if self.history and lo > self._lane_first[lane]:
             candidates = np.union1d(candidates, np.arange(lo, min(lo + self.history, hi) + 1))
         valid = self._valid_starts(lane, candidates)
@@ -244,7 +282,16 @@ class ReplayShard:
                 out[name] = value.astype(self.field_dtypes[name], copy=False)
         return out
 
-    def _open_lane(self, stream: int, start_step: int) -> int:
+    def add_chunk_acked(self, chunk: Chunk, allow_gap: bool = False) -> tuple[int, int]:
+        """``add_chunk`` that also returns the shard's write counter after the insert.
+
+        Returns ``(steps stored, writes)``; comparing ``writes`` with the counter a checkpoint
+        saved tells whether the insert is in that checkpoint (used to count lost steps exactly).
+        """
+        stored = self.add_chunk(chunk, allow_gap=allow_gap)
+        return stored, self._writes
+
+    def _open_lane(self, stream: int, start_step: int, first_step: int | None = None) -> int:
         free = np.flatnonzero(self._lane_stream < 0)
         if free.size:
             lane = int(free[0])
@@ -259,7 +306,7 @@ class ReplayShard:
             self._generation[lane] = -1
         self._stream_lane[int(stream)] = lane
         self._lane_stream[lane] = stream
-        self._lane_first[lane] = start_step
+        self._lane_first[lane] = start_step if first_step is None else first_step
         self._lane_lo[lane] = start_step
         self._lane_hi[lane] = start_step - 1
         return lane
@@ -275,14 +322,17 @@ class ReplayShard:
             return np.zeros(0, dtype=bool)
         cap = self.lane_capacity
         lo, hi = int(self._lane_lo[lane]), int(self._lane_hi[lane])
-        stored = (start >= lo) & (start <= hi)
+        # A stream may have missing steps after a restore (``allow_gap``): check each step.
+        stored = (start >= lo) & (start <= hi) & (self._step[lane, start % cap] == start)
         # Complete: the whole sequence is stored, or its episode ends within the stored steps.
         first_span = max(int(start.min()), lo)
         span = np.arange(first_span, hi + 1)
         span_slots = span % cap
         data = self._data
+        present = self._step[lane, span_slots] == span
         ends = data["terminated"][lane, span_slots] | data["truncated"][lane, span_slots]
-        ends[:-1] |= data["first"][lane, span_slots[1:]]
+        ends |= ~present  # a missing step ends a sequence like an episode end
+        ends[:-1] |= data["first"][lane, span_slots[1:]] | ~present[1:]
         ends_from = np.cumsum(ends[::-1])[::-1] > 0  # some episode end at or after each step
         at = np.clip(start - first_span, 0, span.size - 1)
         complete = (start + self.config.sample_len - 1 <= hi) | ends_from[at]
@@ -293,7 +343,12 @@ class ReplayShard:
         previous = start - 1
         previous_episode = self._episode_start[lane, previous % cap]
         needed_from = np.maximum(start - self.history, previous_episode)
-        history_ok = at_stream_start | ((previous >= lo) & (needed_from >= lo))
+        # Steps of one episode after a gap are contiguous (see add_chunk), so the first and the
+        # last needed step being stored means all of them are.
+        needed_stored = (self._step[lane, previous % cap] == previous) & (
+            self._step[lane, needed_from % cap] == needed_from
+        )
+        history_ok = at_stream_start | ((previous >= lo) & (needed_from >= lo) & needed_stored)
         return stored & complete & history_ok
 
     # --- sample ---------------------------------------------------------------------------------
@@ -425,7 +480,17 @@ class ReplayShard:
         """Checkpoint to ``directory/shard-<id>.arrow`` plus its manifest; returns the path."""
         from memrl.replay.persist import write_shard
 
-        return write_shard(self, Path(directory))
+        path = write_shard(self, Path(directory))
+        self._saved_writes = self._writes
+        return path
+
+    def checkpoint(self, directory: str | Path) -> dict[str, Any]:
+        """``save`` and say what the checkpoint holds (one actor call, so nothing interleaves).
+
+        Returns ``{"path": str, "writes": write counter saved, "steps": steps stored}``.
+        """
+        path = self.save(directory)
+        return {"path": str(path), "writes": self._writes, "steps": len(self)}
 
     def restore(self, directory: str | Path) -> None:
         """Load the checkpoint of this shard id from ``directory``; all or nothing.
@@ -499,6 +564,7 @@ class ReplayShard:
         self._stream_lane = {int(s): i for i, s in enumerate(lane_stream) if s >= 0}
         self._max_priority = float(meta["max_priority"])
         self._writes = int(meta["writes"])
+        self._saved_writes = self._writes
         self._tick = int(meta["tick"])
 
 

@@ -221,11 +221,11 @@ class OffPolicyAlgorithm(Algorithm):
 
     def training_step(self) -> None:
         cfg = self.config
-        shards, chunk, seed = self.shards, cfg.chunk_config, cfg.seed
+        shards, chunk = self.shards, cfg.chunk_config
         steps = int(cfg.replay_setting("rollout_fragment_length")) * cfg.num_envs_per_env_runner
 
         def sample(runner: Any) -> dict:
-            return runner.sample_to_replay(shards, steps, chunk, seed=seed)
+            return runner.sample_to_replay(shards, steps, chunk)
 
         with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
             results = self.env_runner_group.foreach_env_runner(

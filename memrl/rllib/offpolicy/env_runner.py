@@ -63,8 +63,6 @@ class OffPolicyEnvRunner(SingleAgentEnvRunner):
         shards: list,
         num_timesteps: int,
         chunk: ChunkConfig,
-        *,
-        seed: int | None = None,
     ) -> dict[str, Any]:
         """Sample ``num_timesteps`` env steps (all envs together) and write them to replay.
 
@@ -76,9 +74,11 @@ class OffPolicyEnvRunner(SingleAgentEnvRunner):
 
         if self._streams is None:
             spec = self.module.state_spec() if hasattr(self.module, "state_spec") else {}
-            stream_seed = None if seed is None else seed + 7919 * self.worker_index
+            # Stream ids from OS entropy even in seeded runs: a resumed or restarted runner must
+            # not reuse the ids of streams a restored shard holds (their steps would be taken
+            # for overlap and skipped). Ids only name lanes; they do not change what is sampled.
             self._streams = EpisodeStreams(
-                self.num_envs, chunk, spec, self.module.get_initial_state(), seed=stream_seed
+                self.num_envs, chunk, spec, self.module.get_initial_state(), seed=None
             )
             self._writer = ReplayWriter(shards, writer_id=self.worker_index)
         episodes = self.sample(num_timesteps=num_timesteps)

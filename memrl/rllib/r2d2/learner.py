@@ -106,7 +106,11 @@ class R2D2Learner(OffPolicyLearner):
         cfg = self.config.r2d2
         module = self.rl_module
         measure = cfg["delta_q_every"] > 0 and self.updates % cfg["delta_q_every"] == 0
-        dq = delta_q(module, batch) if measure else None
+        if measure:
+            self._delta_q = delta_q(module, batch)
+        # The latest measurement is reported with every update, so that each iteration's
+        # results hold it even when no update of that iteration measured.
+        dq = getattr(self, "_delta_q", None)
         out = r2d2_loss(module, batch, cfg)
         grad_norm = self.optimizer_step(out["loss"], grad_clip=cfg["grad_clip"])
         if (self.updates + 1) % cfg["target_update_period"] == 0:

@@ -328,7 +328,8 @@ def list_configs() -> list[str]:
     names: set[str] = set()
     for root in config_dirs():
         for path in root.rglob("*.yaml"):
-            if not path.name.startswith("_"):
+            # configs/tune/ holds search specs for `memrl tune`, not training configs.
+            if not path.name.startswith("_") and path.relative_to(root).parts[0] != "tune":
                 names.add(path.relative_to(root).with_suffix("").as_posix())
     return sorted(names)
 
@@ -490,8 +491,14 @@ def _check_core(core: str, core_kwargs: Mapping[str, Any]) -> list[str]:
     from memrl.models import CORES, core_class
 
     if core == "mlp":
-        if core_kwargs:
-            return [f"model.core_kwargs: core 'mlp' takes no kwargs, got {sorted(core_kwargs)}"]
+        from memrl.rllib.memoryless import MLP_DEFAULTS
+
+        unknown = sorted(set(core_kwargs) - set(MLP_DEFAULTS))
+        if unknown:
+            return [
+                f"model.core_kwargs: unknown {unknown} for core 'mlp'; valid: "
+                + ", ".join(MLP_DEFAULTS)
+            ]
         return []
     if core not in CORES:
         return [f"model.core: unknown core {core!r}; {_suggest(core, ('mlp', *CORES))}"]

@@ -7,6 +7,8 @@ from torch import Tensor, nn
 from memrl.rllib.encoders import mlp
 
 MEMORYLESS = "mlp"
+# Keyword arguments of the memoryless core and their defaults (the config layer validates these).
+MLP_DEFAULTS: dict[str, int] = {"hidden_size": 64, "num_layers": 1}
 
 
 class MLPCore(nn.Module):
@@ -17,7 +19,7 @@ class MLPCore(nn.Module):
 
     def __init__(self, input_dim: int, **kwargs: object) -> None:
         super().__init__()
-        valid = {"hidden_size": 64, "num_layers": 1}
+        valid = MLP_DEFAULTS
         unknown = sorted(set(kwargs) - set(valid))
         if unknown:
             raise ValueError(

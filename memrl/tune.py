@@ -385,12 +385,14 @@ def _report_value(value: float) -> float | None:
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def train_trial(config: dict[str, Any], base: dict[str, Any]) -> None:
+def train_trial(config: dict[str, Any], base: dict[str, Any], experiment: str) -> None:
     """Tune function trainable: train one memrl config, report every iteration.
 
-    ``base`` is the plain base config data (shared by all trials, passed through
-    ``tune.with_parameters``); ``config["variant"]`` is this trial's :class:`Variant` dict.
-    Output (TensorBoard, metrics.jsonl) goes under the trial folder; checkpoints go to Tune,
+    ``base`` is the plain base config data and ``experiment`` the experiment folder (both
+    shared by all trials, passed through ``tune.with_parameters``); ``config["variant"]`` is
+    this trial's :class:`Variant` dict. memrl's output (TensorBoard, metrics.jsonl) goes straight
+    to the trial's folder under ``experiment`` (not Tune's per-session working dir, which is
+    only copied to storage at checkpoints and starts empty on resume); checkpoints go to Tune,
     which restores the newest on resume or retry.
     """
     from ray import tune
@@ -399,7 +401,7 @@ def train_trial(config: dict[str, Any], base: dict[str, Any]) -> None:
     from memrl.train import build_algorithm, setup_logging
 
     variant = Variant(**config["variant"])
-    trial_dir = Path(tune.get_context().get_trial_dir()).resolve()
+    trial_dir = Path(experiment) / trial_dirname(variant.index)
     cfg = trial_config(base, variant, output_dir=str(trial_dir))
     setup_logging(cfg.logging.level)
     iteration, env_steps, time_before = 0, 0, 0.0
@@ -494,11 +496,11 @@ def _assign_resources(base: Mapping[str, Any], variants: list[Variant]) -> None:
             )
 
 
-def _trainable(base: dict[str, Any]) -> Any:
+def _trainable(base: dict[str, Any], experiment: Path) -> Any:
     from ray import tune
 
     return tune.with_resources(
-        tune.with_parameters(train_trial, base=base),
+        tune.with_parameters(train_trial, base=base, experiment=str(experiment)),
         lambda config: tune.PlacementGroupFactory(config["variant"]["bundles"]),
     )
 
@@ -520,8 +522,13 @@ def _check_same_base(path: Path, base: Mapping[str, Any]) -> None:
         )
 
 
+def trial_dirname(index: int) -> str:
+    """The folder of trial ``index`` inside the experiment folder."""
+    return f"trial_{index:03d}"
+
+
 def _dirname(trial: Any) -> str:
-    return f"trial_{trial.config['variant']['index']:03d}"
+    return trial_dirname(trial.config["variant"]["index"])
 
 
 def _scheduler(spec: TuneSpec, base_cfg: TrainConfig) -> Any:
@@ -568,7 +575,10 @@ def run(spec: TuneSpec, resume: bool = False, console: Console | None = None) ->
         if resume:
             _check_same_base(path, base)
             tuner = tune.Tuner.restore(
-                str(path), trainable=_trainable(base), resume_unfinished=True, resume_errored=True
+                str(path),
+                trainable=_trainable(base, path),
+                resume_unfinished=True,
+                resume_errored=True,
             )
         else:
             _assign_resources(base, variants)
@@ -576,7 +586,7 @@ def run(spec: TuneSpec, resume: bool = False, console: Console | None = None) ->
             (path / BASE_FILE).write_text(json.dumps(base, indent=1))
             extra = [] if spec.metric in REPORTED else [spec.metric]
             tuner = tune.Tuner(
-                _trainable(base),
+                _trainable(base, path),
                 param_space={
                     "extra_keys": extra,
                     "variant": tune.grid_search([v.to_dict() for v in variants]),
@@ -592,7 +602,11 @@ def run(spec: TuneSpec, resume: bool = False, console: Console | None = None) ->
                 run_config=tune.RunConfig(
                     name=spec.name,
                     storage_path=str(path.parent),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=base_cfg.checkpoint.keep),
+                    # 2+: Tune deletes the older checkpoint before its next state snapshot, so
+                    # a driver killed in between would point at a deleted one.
+                    checkpoint_config=tune.CheckpointConfig(
+                        num_to_keep=max(2, base_cfg.checkpoint.keep)
+                    ),
                     failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                     verbose=1,
                 ),

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
-from scale_helpers import REPO, kill_session, session_processes
+from scale_helpers import REPO, cmdline, kill_session, session_processes
 
 NAME = "tiny-search"
 # Three trials: GRU, and GTrXL with two memory lengths (each with its own kwargs), lr drawn.
@@ -59,7 +62,11 @@ def _tune(*args: str, timeout: float) -> subprocess.CompletedProcess:
     try:
         out, err = proc.communicate(timeout=timeout)
     finally:
-        leftovers = session_processes(proc.pid)
+        # Ray's daemons exit a moment after ray.shutdown() returns: give them 15 s.
+        deadline = time.monotonic() + 15
+        while (leftovers := session_processes(proc.pid)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        leftovers = [f"{pid}: {cmdline(pid)[:120]}" for pid in leftovers]
         kill_session(proc)
     assert not leftovers, f"processes left by memrl tune: {leftovers}"
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
@@ -121,3 +128,65 @@ def test_tiny_search_writes_trials_prints_table_and_resumes(tmp_path):
     assert resumed.returncode == 0, output[-6000:]
     assert f"{NAME}: episode_return_mean (max)" in output and "best: trial" in output
     assert _histories(experiment) == histories
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_interrupted_search_resumes_trials_from_their_checkpoints(tmp_path):
+    """A search interrupted mid-trial (Ctrl-C: SIGINT to the driver) finishes with ``--resume``;
+    the running trial continues from its last checkpoint, the pending one starts fresh."""
+    spec = {
+        **SPEC,
+        "name": "interrupted",
+        "storage_path": str(tmp_path / "store"),
+        "overrides": {**SPEC["overrides"], "stop.iterations": 6, "checkpoint.keep": 2},
+        "search": {"ppo.lr": {"grid_search": [0.003, 0.005]}},
+        "cores": None,
+        "scheduler": {"type": "fifo"},
+        "max_concurrent_trials": 1,
+    }
+    spec_file = tmp_path / "search.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+    experiment = tmp_path / "store" / "interrupted"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "memrl.tune", str(spec_file)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 150
+        # wait for the third checkpoint, so that at least one is in the experiment state
+        while time.monotonic() < deadline and driver.poll() is None:
+            if list(experiment.glob("trial_000/checkpoint_000002")):
+                break
+            time.sleep(0.2)
+        assert driver.poll() is None, "the search ended before it could be interrupted"
+        os.kill(driver.pid, signal.SIGINT)  # Tune saves the experiment state and returns
+        driver.wait(90)
+    finally:
+        kill_session(driver)
+    assert not list(experiment.glob("trial_001/runs"))  # the second trial never started
+    first = [json.loads(x)["iteration"] for x in _metrics_lines(experiment / "trial_000")]
+    assert 3 <= first[-1] < 6, first
+
+    resumed = _tune(str(spec_file), "--resume", timeout=200)
+    output = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, output[-6000:]
+    histories = _histories(experiment)
+    assert sorted(histories) == ["trial_000", "trial_001"]
+    assert histories["trial_001"] == [1, 2, 3, 4, 5, 6]
+    # trial_000 went on from its checkpoint, not from scratch (its log holds both runs)
+    found = re.search(r"trial 0 resumed at iteration (\d+)", output)
+    assert found, output[-6000:]
+    checkpointed = int(found.group(1))
+    assert 1 <= checkpointed <= first[-1]  # Tune's last recorded checkpoint
+    assert histories["trial_000"] == first + list(range(checkpointed + 1, 7))
+    assert "interrupted: episode_return_mean (max)" in output
+
+
+def _metrics_lines(trial: Path) -> list[str]:
+    return (trial / "runs" / "demo-gru" / "metrics.jsonl").read_text().splitlines()

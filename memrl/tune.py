@@ -25,7 +25,11 @@ A search spec is YAML (see ``configs/tune/tmaze.yaml``)::
 
 Spaces: ``grid_search: [values]``, ``choice: [values]``, ``uniform: [low, high]``,
 ``loguniform: [low, high]`` (low > 0), ``randint: [low, high)``. A ``cores`` entry replaces
-``model.core_kwargs`` wholesale, so no trial carries a kwarg of another core.
+``model.core_kwargs`` wholesale, so no trial carries a kwarg of another core. Trials are
+grid points x ``num_samples``; random values are drawn anew per grid point of ``search`` and
+per core, and a grid inside one core's ``search`` shares its core's draws (a paired comparison).
+
+``storage_path`` must be reachable from every node that runs trials (one machine, NFS).
 
 Every trial's config is drawn here, up front (Tune's own variant generator, seeded), and
 validated through :mod:`memrl.config` before Ray starts: an invalid space fails in a second

@@ -35,7 +35,7 @@ from memrl.config import (
 )
 from memrl.progress import IterationMetrics, RunLog, flatten, pick, progress_line
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("memrl.train")  # not __name__: that is "__main__" under python -m
 
 
 @dataclass

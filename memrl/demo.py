@@ -26,7 +26,7 @@ from memrl.train import TrainResult, init_ray, setup_logging, train
 DEMO_CONFIGS = ("demo/gtrxl", "demo/gru")
 PLOT_PATH = Path("results/demo/learning_curves.png")
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("memrl.demo")  # not __name__: "__main__" under python -m
 
 
 def plot_learning_curves(run_dirs: dict[str, Path], path: Path) -> Path:

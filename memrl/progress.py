@@ -21,6 +21,9 @@ _PICKS: dict[str, tuple[str, ...]] = {
     "policy_loss": ("learners/default_policy/policy_loss",),
     "vf_loss": ("learners/default_policy/vf_loss",),
     "entropy": ("learners/default_policy/entropy",),
+    "q_loss": ("learners/default_policy/q_loss",),
+    "critic_loss": ("learners/default_policy/critic_loss",),
+    "actor_loss": ("learners/default_policy/actor_loss",),
     "env_steps_this_iter": ("env_runners/num_env_steps_sampled",),
     "time_this_iter_s": ("time_this_iter_s",),
 }
@@ -60,6 +63,24 @@ class IterationMetrics:
     policy_loss: float = math.nan
     vf_loss: float = math.nan
     entropy: float = math.nan
+    q_loss: float = math.nan
+    critic_loss: float = math.nan
+    actor_loss: float = math.nan
+
+    @classmethod
+    def from_result(
+        cls, flat: Mapping[str, float], *, iteration: int, env_steps: int, time_s: float
+    ) -> IterationMetrics:
+        """The headline numbers of one flattened RLlib result (``env_steps``: the running total)."""
+        steps = pick(flat, "env_steps_this_iter")
+        iter_time = pick(flat, "time_this_iter_s")
+        return cls(
+            iteration=iteration,
+            env_steps=env_steps,
+            time_s=time_s,
+            steps_per_s=steps / iter_time if iter_time and iter_time > 0 else math.nan,
+            **{name: pick(flat, name) for name in _HEADLINE},
+        )
 
     def to_json(self) -> str:
         """One JSON line; NaN becomes null."""
@@ -68,6 +89,33 @@ class IterationMetrics:
             for k, v in asdict(self).items()
         }
         return json.dumps(data)
+
+
+# IterationMetrics fields read straight from the result; losses are shown only when reported.
+_HEADLINE = (
+    "episode_return_mean",
+    "episode_len_mean",
+    "policy_loss",
+    "vf_loss",
+    "entropy",
+    "q_loss",
+    "critic_loss",
+    "actor_loss",
+)
+_LOSS_LABELS = (
+    ("policy_loss", "pi_loss", "8.4f"),
+    ("vf_loss", "vf_loss", "8.4f"),
+    ("entropy", "entropy", "6.3f"),
+    ("q_loss", "q_loss", "8.4f"),
+    ("critic_loss", "critic_loss", "8.4f"),
+    ("actor_loss", "actor_loss", "8.4f"),
+)
+
+
+def steps_this_iter(flat: Mapping[str, float]) -> int:
+    """Env steps sampled in this iteration (0 if RLlib did not say)."""
+    steps = pick(flat, "env_steps_this_iter")
+    return 0 if math.isnan(steps) else int(steps)
 
 
 def pick(flat: Mapping[str, float], name: str) -> float:
@@ -88,10 +136,15 @@ def progress_line(m: IterationMetrics) -> str:
         f"[bold]iter {m.iteration:>5d}[/bold]  steps {m.env_steps:>11,d}  "
         f"{_fmt(m.steps_per_s, ',.0f'):>7} sps  "
         f"return [cyan]{_fmt(m.episode_return_mean, '8.3f')}[/cyan]  "
-        f"len {_fmt(m.episode_len_mean, '7.1f')}  "
-        f"pi_loss {_fmt(m.policy_loss, '8.4f')}  vf_loss {_fmt(m.vf_loss, '8.4f')}  "
-        f"entropy {_fmt(m.entropy, '6.3f')}"
+        f"len {_fmt(m.episode_len_mean, '7.1f')}  " + _losses(m)
     )
+
+
+def _losses(m: IterationMetrics) -> str:
+    shown = [(label, getattr(m, f), spec) for f, label, spec in _LOSS_LABELS]
+    reported = [item for item in shown if not math.isnan(item[1])]
+    # Before the first update nothing is reported: show PPO's columns as placeholders.
+    return "  ".join(f"{label} {_fmt(v, spec)}" for label, v, spec in (reported or shown[:3]))
 
 
 class RunLog:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import sys
 import time
@@ -33,7 +32,7 @@ from memrl.config import (
     resolve_env_id,
     resolve_resources,
 )
-from memrl.progress import IterationMetrics, RunLog, flatten, pick, progress_line
+from memrl.progress import IterationMetrics, RunLog, flatten, progress_line, steps_this_iter
 
 log = logging.getLogger("memrl.train")  # not __name__: that is "__main__" under python -m
 
@@ -80,8 +79,10 @@ def _offpolicy_builder(algo: str) -> Callable[..., Any]:
         ) from err
     builder = getattr(module, f"build_{algo}_config", None)
     if builder is None:
-        raise ConfigError(f"algo: {algo!r} is not available ({module_name} has no "
-                          f"build_{algo}_config(cfg, resources))")
+        raise ConfigError(
+            f"algo: {algo!r} is not available ({module_name} has no "
+            f"build_{algo}_config(cfg, resources))"
+        )
     return builder
 
 
@@ -224,19 +225,12 @@ def train(
             result = algo.train()
             flat = flatten(result)
             iteration = int(result.get("training_iteration", iteration + 1))
-            steps = pick(flat, "env_steps_this_iter")
-            env_steps += 0 if math.isnan(steps) else int(steps)
-            iter_time = pick(flat, "time_this_iter_s")
-            metrics = IterationMetrics(
+            env_steps += steps_this_iter(flat)
+            metrics = IterationMetrics.from_result(
+                flat,
                 iteration=iteration,
                 env_steps=env_steps,
                 time_s=time_before + time.perf_counter() - t0,
-                steps_per_s=steps / iter_time if iter_time and iter_time > 0 else math.nan,
-                episode_return_mean=pick(flat, "episode_return_mean"),
-                episode_len_mean=pick(flat, "episode_len_mean"),
-                policy_loss=pick(flat, "policy_loss"),
-                vf_loss=pick(flat, "vf_loss"),
-                entropy=pick(flat, "entropy"),
             )
             history.append(metrics)
             run_log.write(metrics, flat)

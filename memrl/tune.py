@@ -85,6 +85,9 @@ REPORTED: tuple[str, ...] = (
     "policy_loss",
     "vf_loss",
     "entropy",
+    "q_loss",
+    "critic_loss",
+    "actor_loss",
 )
 CORE_KEY = "model.core"
 CORE_KWARGS_KEY = "model.core_kwargs"
@@ -401,7 +404,7 @@ def train_trial(config: dict[str, Any], base: dict[str, Any], experiment: str) -
     """
     from ray import tune
 
-    from memrl.progress import IterationMetrics, RunLog, flatten, pick
+    from memrl.progress import IterationMetrics, RunLog, flatten, steps_this_iter
     from memrl.train import build_algorithm, setup_logging
 
     variant = Variant(**config["variant"])
@@ -428,19 +431,12 @@ def train_trial(config: dict[str, Any], base: dict[str, Any], experiment: str) -
             result = algo.train()
             flat = flatten(result)
             iteration = int(result.get("training_iteration", iteration + 1))
-            steps = pick(flat, "env_steps_this_iter")
-            env_steps += 0 if math.isnan(steps) else int(steps)
-            iter_time = pick(flat, "time_this_iter_s")
-            metrics = IterationMetrics(
+            env_steps += steps_this_iter(flat)
+            metrics = IterationMetrics.from_result(
+                flat,
                 iteration=iteration,
                 env_steps=env_steps,
                 time_s=time_before + time.perf_counter() - t0,
-                steps_per_s=steps / iter_time if iter_time and iter_time > 0 else math.nan,
-                episode_return_mean=pick(flat, "episode_return_mean"),
-                episode_len_mean=pick(flat, "episode_len_mean"),
-                policy_loss=pick(flat, "policy_loss"),
-                vf_loss=pick(flat, "vf_loss"),
-                entropy=pick(flat, "entropy"),
             )
             run_log.write(metrics, flat)
             report = {k: _report_value(getattr(metrics, k)) for k in REPORTED}

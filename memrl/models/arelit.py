@@ -31,11 +31,11 @@ import torch
 from torch import Tensor, nn
 
 from memrl.models.base import State, StateSpec
+from memrl.models.gating import orthogonal_
 from memrl.models.linear_attention import (
     GatedFeatures,
     LayerState,
     LinearTransformerCore,
-    _orthogonal_,
     linear_scan,
 )
 
@@ -53,7 +53,7 @@ class AReLiTAttention(nn.Module):
     ) -> None:
         super().__init__()
         self.features = GatedFeatures(d_model, num_heads, d_head, nu)
-        self.project = _orthogonal_(nn.Linear(num_heads * d_head, d_model))
+        self.project = orthogonal_(nn.Linear(num_heads * d_head, d_model))
         self.r, self.eps = r, eps
 
     def forward(

@@ -7,31 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from memrl.models.attention import EpisodeWindow, FeedForward, RelativeWindowAttention, WindowCore
-
-
-class GRUGate(nn.Module):
-    """GRU-type gating layer ``g(x, y)`` (Parisotto et al. 2020, Eq. 8-11).
-
-    ``r = s(W_r y + U_r x)``, ``z = s(W_z y + U_z x - b_g)``, ``h = tanh(W_g y + U_g (r * x))``,
-    ``g = (1 - z) * x + z * h``: x is the residual stream, y the sublayer output. A positive
-    ``b_g`` closes the update gate z, so at initialisation the block is close to the identity.
-    """
-
-    def __init__(self, d_model: int, gate_bias: float) -> None:
-        super().__init__()
-        self.from_output = nn.Linear(d_model, 3 * d_model, bias=False)  # W_r, W_z, W_g
-        self.from_stream = nn.Linear(d_model, 2 * d_model, bias=False)  # U_r, U_z
-        self.candidate = nn.Linear(d_model, d_model, bias=False)  # U_g
-        self.gate_bias = nn.Parameter(torch.full((d_model,), float(gate_bias)))  # b_g
-
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        """x, y [..., d] -> [..., d]."""
-        wr, wz, wg = self.from_output(y).chunk(3, dim=-1)
-        ur, uz = self.from_stream(x).chunk(2, dim=-1)
-        reset = torch.sigmoid(wr + ur)
-        update = torch.sigmoid(wz + uz - self.gate_bias)
-        candidate = torch.tanh(wg + self.candidate(reset * x))
-        return (1 - update) * x + update * candidate
+from memrl.models.gating import GRUGate
 
 
 class GTrXLLayer(nn.Module):

@@ -27,7 +27,6 @@ here:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -36,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from memrl.models.base import MemoryCore, State
+from memrl.models.gating import GRUGate, orthogonal_
 
 LayerState = dict[str, Tensor]
 
@@ -92,14 +92,6 @@ def linear_scan(decays: Sequence[Tensor], updates: Tensor, initial: Tensor) -> T
     return _odd_even_scan(decays, torch.cat([head, updates[:, 1:]], dim=1))
 
 
-def _orthogonal_(linear: nn.Linear, gain: float = math.sqrt(2.0)) -> nn.Linear:
-    # The authors initialise every dense layer orthogonally with gain sqrt(2) and zero bias.
-    nn.init.orthogonal_(linear.weight, gain=gain)
-    if linear.bias is not None:
-        nn.init.zeros_(linear.bias)
-    return linear
-
-
 class GatedFeatures(nn.Module):
     """Per-head projections, learned outer-product feature map and gates (see module docstring).
 
@@ -112,8 +104,8 @@ class GatedFeatures(nn.Module):
     def __init__(self, d_model: int, num_heads: int, d_head: int, nu: int) -> None:
         super().__init__()
         self.num_heads, self.d_head, self.nu = num_heads, d_head, nu
-        self.kqvbg = _orthogonal_(nn.Linear(d_model, 5 * num_heads * d_head))
-        self.p123 = _orthogonal_(nn.Linear(d_model, 3 * num_heads * nu))
+        self.kqvbg = orthogonal_(nn.Linear(d_model, 5 * num_heads * d_head))
+        self.p123 = orthogonal_(nn.Linear(d_model, 3 * num_heads * nu))
 
     @property
     def feature_dim(self) -> int:
@@ -140,30 +132,6 @@ class GatedFeatures(nn.Module):
         }
 
 
-class GRUGate(nn.Module):
-    """GTrXL's GRU-type gate ``g(x, y)`` replacing the residual ``x + y``.
-
-    r = sigmoid(W_r y + U_r x); z = sigmoid(W_z y + U_z x - b_g); h = tanh(W_g y + U_g (r * x));
-    g = (1 - z) * x + z * h. ``b_g`` starts at ``bias`` (2 in GTrXL and the ReLiT code) so the
-    block starts close to the identity map.
-    """
-
-    def __init__(self, dim: int, bias: float) -> None:
-        super().__init__()
-        self.w = _orthogonal_(nn.Linear(dim, 3 * dim, bias=False))
-        self.u_rz = _orthogonal_(nn.Linear(dim, 2 * dim, bias=False))
-        self.u_g = _orthogonal_(nn.Linear(dim, dim, bias=False))
-        self.bias = nn.Parameter(torch.full((dim,), float(bias)))
-
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        wr, wz, wg = self.w(y).chunk(3, dim=-1)
-        ur, uz = self.u_rz(x).chunk(2, dim=-1)
-        r = torch.sigmoid(wr + ur)
-        z = torch.sigmoid(wz + uz - self.bias)
-        h = torch.tanh(wg + self.u_g(r * x))
-        return (1.0 - z) * x + z * h
-
-
 class GatedTransformerBlock(nn.Module):
     """One GTrXL-style layer around a recurrent attention module.
 
@@ -175,14 +143,14 @@ class GatedTransformerBlock(nn.Module):
         super().__init__()
         self.norm1 = nn.LayerNorm(d_model)
         self.attention = attention
-        self.gate1 = GRUGate(d_model, gate_bias)
+        self.gate1 = GRUGate(d_model, gate_bias, orthogonal=True)
         self.norm2 = nn.LayerNorm(d_model)
         self.ff = nn.Sequential(
-            _orthogonal_(nn.Linear(d_model, d_ff)),
+            orthogonal_(nn.Linear(d_model, d_ff)),
             nn.ReLU(),
-            _orthogonal_(nn.Linear(d_ff, d_model)),
+            orthogonal_(nn.Linear(d_ff, d_model)),
         )
-        self.gate2 = GRUGate(d_model, gate_bias)
+        self.gate2 = GRUGate(d_model, gate_bias, orthogonal=True)
 
     def forward(
         self, x: Tensor, keep: Tensor, state: LayerState, context: dict[str, Tensor]
@@ -231,7 +199,7 @@ class LinearTransformerCore(MemoryCore):
         self.d_model, self.num_layers, self.num_heads = d_model, num_layers, num_heads
         self.d_head, self.nu, self.d_ff = d_head, nu, d_ff
         self.eps = float(eps)
-        self.embed = _orthogonal_(nn.Linear(input_dim, d_model))
+        self.embed = orthogonal_(nn.Linear(input_dim, d_model))
         self.blocks = nn.ModuleList(
             GatedTransformerBlock(d_model, d_ff, self._make_attention(), gate_bias)
             for _ in range(num_layers)

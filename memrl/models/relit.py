@@ -20,11 +20,11 @@ import torch
 from torch import Tensor, nn
 
 from memrl.models.base import StateSpec
+from memrl.models.gating import orthogonal_
 from memrl.models.linear_attention import (
     GatedFeatures,
     LayerState,
     LinearTransformerCore,
-    _orthogonal_,
     linear_scan,
 )
 
@@ -39,7 +39,7 @@ class ReLiTAttention(nn.Module):
     def __init__(self, d_model: int, num_heads: int, d_head: int, nu: int, eps: float) -> None:
         super().__init__()
         self.features = GatedFeatures(d_model, num_heads, d_head, nu)
-        self.project = _orthogonal_(nn.Linear(num_heads * d_head, d_model))
+        self.project = orthogonal_(nn.Linear(num_heads * d_head, d_model))
         self.eps = eps
 
     def forward(

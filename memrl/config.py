@@ -179,6 +179,12 @@ class ReplaySection(_Section):
     rollout_fragment_length: int = Field(
         40, gt=0, description="env steps each env adds per iteration"
     )
+    checkpoint_every_steps: int = Field(
+        50000, ge=0, description="fault tolerance: checkpoint a shard every N new steps (0 = never)"
+    )
+    checkpoint_dir: str | None = Field(
+        None, description="fault-tolerance checkpoints dir (null = <logdir>/replay_shards)"
+    )
 
     @model_validator(mode="after")
     def _overlap_fits(self) -> ReplaySection:

@@ -59,8 +59,11 @@ checkpoint.
 
 Scope. Step counts come from the acknowledgements the supervisor's own writers report, so
 exact loss accounting and step-triggered checkpoints need the writers in the supervisor's
-process (``sup.writer``). Writers in other processes keep using ``ReplayWriter`` against
-``sup.handles()``; they then need their own failover (not provided here).
+process (``sup.writer``), or writers elsewhere whose acknowledgements the owner passes to
+``note_ack`` and whose unacknowledged chunks are re-sent to the restored actor (what
+``memrl.rllib.offpolicy.replay_client.ShardClient`` and ``OffPolicyAlgorithm`` do for env
+runners in other processes). A plain ``ReplayWriter`` against ``sup.handles()`` just gets
+``ReplayShardError``.
 """
 
 from __future__ import annotations
@@ -338,6 +341,12 @@ class ShardSupervisor:
             if due:
                 self._start_checkpoint(state)
 
+    def wait_checkpoints(self) -> None:
+        """Wait for the checkpoints that are running (starts none)."""
+        for state in self._shards:
+            if state.pending is not None:
+                self._finish_checkpoint(state, *state.pending)
+
     def checkpoint(self, shards: Sequence[int] | None = None) -> list[dict[str, Any]]:
         """Checkpoint ``shards`` (default: all) now and wait; returns their checkpoint infos.
 
@@ -391,13 +400,14 @@ class ShardSupervisor:
         return info
 
     # --- reporting ----------------------------------------------------------------------------
-    def report(self) -> list[dict[str, Any]]:
+    def report(self, poll: bool = True) -> list[dict[str, Any]]:
         """Per shard: restarts, steps lost, last checkpoint, size (see the module docstring).
 
         Asks the live shards for their size (restoring one found dead); a failed shard
-        reports size 0.
+        reports size 0. poll: first collect finished checkpoints and start due ones.
         """
-        self.poll()
+        if poll:
+            self.poll()
         out = []
         for state in self._shards:
             size = 0
@@ -435,6 +445,17 @@ class ShardSupervisor:
         out[f"{prefix}/size"] = float(sum(r["size"] for r in rows))
         out[f"{prefix}/failed_shards"] = float(sum(r["failed"] is not None for r in rows))
         return out
+
+    def counters(self) -> dict[str, int]:
+        """Totals over the shards without asking them anything: ``restarts``, ``steps_lost``,
+        ``checkpoints``, ``unsaved_steps``, ``failed_shards``."""
+        return {
+            "restarts": sum(s.restarts for s in self._shards),
+            "steps_lost": sum(s.steps_lost for s in self._shards),
+            "checkpoints": sum(s.checkpoints for s in self._shards),
+            "unsaved_steps": sum(s.unsaved_steps for s in self._shards),
+            "failed_shards": sum(s.failed is not None for s in self._shards),
+        }
 
     def shutdown(self) -> None:
         """Kill every shard actor (checkpoints on disk stay)."""

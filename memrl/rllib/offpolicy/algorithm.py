@@ -11,6 +11,16 @@ One ``training_step``:
 Saving the algorithm (``save_to_path``) also checkpoints the replay shards into
 ``<path>/replay`` (every ``checkpoint_every``-th save); ``restore_from_path`` loads them back, so
 a resumed run continues with its data.
+
+Fault tolerance: the shard actors belong to a :class:`memrl.replay.supervisor.ShardSupervisor`
+that checkpoints each shard to Arrow (``replay.checkpoint_dir``, default ``<logdir>/
+replay_shards``) once ``replay.checkpoint_every_steps`` acknowledged steps are unsaved in it. A
+shard actor that dies is restored from its last checkpoint: the env runners' writers
+(:class:`memrl.rllib.offpolicy.replay_client.ShardClient`) keep what the dead actor did not
+acknowledge and re-send it once the driver pushes them the new handle table; the learner in the
+driver samples through the supervisor's sampler. Exactly the steps the dead actor acknowledged
+after its last checkpoint are lost; they are logged (a warning naming the shard) and reported as
+``replay/steps_lost`` with ``replay/restarts`` in every iteration's result.
 """
 
 from __future__ import annotations
@@ -20,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import ray
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.core import DEFAULT_MODULE_ID
@@ -38,6 +47,8 @@ from memrl.rllib.offpolicy.env_runner import OffPolicyEnvRunner
 
 log = logging.getLogger(__name__)
 
+_NEVER = 2**62  # checkpoint_every_steps 0: no step count is ever reached
+
 REPLAY_DIR = "replay"
 """Folder of the replay shards inside an algorithm checkpoint."""
 
@@ -48,6 +59,8 @@ _REPLAY_EXTRA = {
     "prefetch": 3,
     "checkpoint_every": 1,
     "rollout_fragment_length": 40,
+    "checkpoint_every_steps": 50_000,
+    "checkpoint_dir": None,
 }
 _REPLAY_FIELDS = ("capacity", "burn_in", "seq_len", "state_storage", "prioritized", "alpha",
                   "beta", "eta")
@@ -92,8 +105,11 @@ class OffPolicyConfig(AlgorithmConfig):
         """Replay and update schedule.
 
         replay: ``ReplayConfig`` fields (capacity, burn_in, seq_len, state_storage, prioritized,
-            alpha, beta, eta) plus num_shards, chunk_overlap, prefetch, checkpoint_every and
-            rollout_fragment_length (env steps per env per iteration). Unknown keys raise.
+            alpha, beta, eta) plus num_shards, chunk_overlap, prefetch, checkpoint_every,
+            rollout_fragment_length (env steps per env per iteration), checkpoint_every_steps
+            (fault tolerance: checkpoint a shard once this many steps are unsaved in it; 0 =
+            never, a dead shard then restarts empty) and checkpoint_dir (where; None:
+            ``<logdir>/replay_shards``). Unknown keys raise.
         sequence_batch_size: sequences per update; min_replay_steps: replay size before the
         first update; updates_per_iteration: learner updates per ``training_step``.
         """
@@ -132,6 +148,14 @@ class OffPolicyConfig(AlgorithmConfig):
                 "memrl's off-policy algorithms support num_learners 0 (in the driver) or 1"
             )
         ChunkConfig(self.replay_setting("seq_len"), self.replay_setting("chunk_overlap"))
+        every = self.replay_setting("checkpoint_every_steps")
+        if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+            self._value_error(f"replay checkpoint_every_steps must be an int >= 0, got {every!r}")
+        directory = self.replay_setting("checkpoint_dir")
+        if directory is not None and not isinstance(directory, str | Path):
+            self._value_error(
+                f"replay checkpoint_dir must be a path or None, got {type(directory).__name__}"
+            )
 
     @property
     def chunk_config(self) -> ChunkConfig:
@@ -153,7 +177,7 @@ class OffPolicyAlgorithm(Algorithm):
     # --- setup --------------------------------------------------------------------------------
     def setup(self, config: OffPolicyConfig) -> None:
         super().setup(config)
-        from memrl.replay.distributed import create_shards
+        from memrl.replay.supervisor import ShardSupervisor
 
         def describe(learner: Any) -> tuple:
             module = learner.module[DEFAULT_MODULE_ID].unwrapped()
@@ -189,10 +213,33 @@ class OffPolicyAlgorithm(Algorithm):
             eta=float(cfg.replay_setting("eta")),
             seed=cfg.seed,
         )
+        every = int(cfg.replay_setting("checkpoint_every_steps"))
+        directory = cfg.replay_setting("checkpoint_dir")
+        if directory is None:
+            directory = Path(self.logdir) / "replay_shards"
         # Shards mostly wait on calls: they take no CPU slot from env runners and learners.
-        self.shards = create_shards(num_shards, self.replay_config, spec, num_cpus=0)
+        self.supervisor = ShardSupervisor(
+            num_shards,
+            self.replay_config,
+            spec,
+            directory,
+            checkpoint_every_steps=every if every > 0 else _NEVER,
+            num_cpus=0,
+        )
         self._saves = 0
+        self._unsent_dropped: dict[int, int] = {}  # env runner -> steps dropped while down
         self._attach_replay()
+
+    @property
+    def shards(self) -> list:
+        """The current actor of every replay shard (a restored shard has a new one)."""
+        supervisor = getattr(self, "supervisor", None)
+        return supervisor.handles() if supervisor is not None else []
+
+    def _shard_table(self) -> tuple[list, list[int]]:
+        """(handles, incarnations) of the shards, as the env runners get them."""
+        current = [self.supervisor.current(i) for i in range(self.supervisor.num_shards)]
+        return [h for _, h in current], [inc for inc, _ in current]
 
     def _on_learners(self, fn: Any) -> list:
         results = self.learner_group.foreach_learner(fn)
@@ -200,7 +247,10 @@ class OffPolicyAlgorithm(Algorithm):
 
     def _attach_replay(self) -> None:
         cfg = self.config
-        shards = self.shards
+        shards, self._attached = self._shard_table()
+        # A learner in the driver samples through the supervisor (it restores dead shards
+        # itself); a remote one gets the handles and is re-attached after a restart.
+        supervisor = self.supervisor if self.learner_group.is_local else None
         kwargs = dict(
             batch_size=cfg.sequence_batch_size,
             prefetch=int(cfg.replay_setting("prefetch")),
@@ -209,85 +259,143 @@ class OffPolicyAlgorithm(Algorithm):
             eta=self.replay_config.eta,
             seed=cfg.seed,
         )
-        self._on_learners(lambda learner: learner.attach_replay(shards, **kwargs))
+        self._on_learners(
+            lambda learner: learner.attach_replay(shards, supervisor=supervisor, **kwargs)
+        )
 
     # --- one iteration ------------------------------------------------------------------------
     def replay_stats(self) -> dict[str, float]:
-        """Totals over all shards: steps, valid_starts, streams."""
-        from memrl.replay.distributed import call_all
-
-        stats = call_all(self.shards, "stats")
+        """Totals over all shards: steps, valid_starts, streams (a dead shard is restored)."""
+        stats = self.supervisor.call_all("stats")
         return {k: float(sum(s[k] for s in stats)) for k in ("steps", "valid_starts", "streams")}
+
+    def _settle_writes(self, reports: list[dict]) -> None:
+        """Hand the env runners' acknowledgements to the supervisor; restore the shards they
+        found dead and push the new handle table until no runner waits on a dead shard."""
+        sup = self.supervisor
+        for attempt in range(3):
+            dead = set()
+            for report in reports:
+                for incarnation, stored, writes in report["acks"]:
+                    sup.note_ack(report["shard"], incarnation, stored, writes)
+                if report["dead"] is not None:
+                    dead.add((report["shard"], report["dead"]))
+                self._unsent_dropped[report["shard"]] = report["unsent_dropped"]
+            for shard, incarnation in sorted(dead):
+                sup.recover(shard, incarnation)
+            if not dead:
+                break
+            if attempt == 2:
+                log.error("replay shards %s keep dying; their chunks wait for the next iteration",
+                          sorted(s for s, _ in dead))
+                break
+            reports = self._push_shard_table()
+        sup.poll()
+
+    def _push_shard_table(self) -> list[dict]:
+        """Give every sampling env runner the current shards (re-sending what it kept for a
+        restored one); returns their writer reports."""
+        handles, incarnations = self._shard_table()
+        return self.env_runner_group.foreach_env_runner(
+            lambda runner: runner.set_replay_shards(handles, incarnations),
+            local_env_runner=self.config.num_env_runners == 0,
+        )
 
     def training_step(self) -> None:
         cfg = self.config
-        shards, chunk = self.shards, cfg.chunk_config
+        chunk = cfg.chunk_config
+        shards, incarnations = self._shard_table()
         steps = int(cfg.replay_setting("rollout_fragment_length")) * cfg.num_envs_per_env_runner
 
         def sample(runner: Any) -> dict:
-            return runner.sample_to_replay(shards, steps, chunk)
+            return runner.sample_to_replay(shards, steps, chunk, incarnations)
 
         with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
             results = self.env_runner_group.foreach_env_runner(
                 sample, local_env_runner=cfg.num_env_runners == 0
             )
         self.metrics.aggregate([r["metrics"] for r in results], key=ENV_RUNNER_RESULTS)
+        self._settle_writes(results)
+        # Health check: stats from every shard; a dead one is restored here.
         stats = self.replay_stats()
+        if self._shard_table()[1] != incarnations:
+            self._settle_writes(self._push_shard_table())
         for key, value in stats.items():
             self.metrics.log_value(("replay", key), value, window=1)
         self.metrics.log_value(
             ("replay", "dropped_steps"), float(sum(r["dropped"] for r in results)), window=1
         )
+        self._log_fault_metrics()
         if stats["steps"] < cfg.min_replay_steps or stats["valid_starts"] == 0:
             return
         updates = cfg.updates_per_iteration
+        self._ensure_attached()
         with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
             learner_results = self._on_learners(
                 lambda learner: learner.train_from_replay(updates)
             )
         self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
+        self._ensure_attached()
+        self._log_fault_metrics()
         with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
             self.env_runner_group.sync_weights(
                 from_worker_or_learner_group=self.learner_group, inference_only=True
             )
 
+    def _ensure_attached(self) -> None:
+        """A remote learner whose shard died (or that holds old handles) gets the current
+        shards (health-checked first)."""
+        if self.learner_group.is_local:
+            return
+        attached = self._on_learners(lambda learner: learner.replay_attached)[0]
+        if not attached:
+            self.supervisor.call_all("stats")  # restores the shard the learner found dead
+        if not attached or self._shard_table()[1] != self._attached:
+            self._attach_replay()
+
+    def _log_fault_metrics(self) -> None:
+        counters = self.supervisor.counters()
+        for key in ("restarts", "steps_lost", "checkpoints", "unsaved_steps", "failed_shards"):
+            self.metrics.log_value(("replay", key), float(counters[key]), window=1)
+        self.metrics.log_value(
+            ("replay", "unsent_dropped_steps"), float(sum(self._unsent_dropped.values())),
+            window=1,
+        )
+
     # --- checkpoints --------------------------------------------------------------------------
     def save_to_path(self, path: Any = None, **kwargs: Any) -> str:
         """RLlib's checkpoint plus the replay shards under ``<path>/replay`` (every
         ``checkpoint_every``-th save; 0 = never)."""
-        from memrl.replay.distributed import save_shards
-
         out = super().save_to_path(path, **kwargs)
         every = int(self.config.replay_setting("checkpoint_every"))
         self._saves += 1
         if every > 0 and (self._saves - 1) % every == 0:
             self._on_learners(lambda learner: learner.detach_replay())  # flush priorities
-            save_shards(self.shards, Path(out) / REPLAY_DIR)
+            self.supervisor.call_all("save", str(Path(out) / REPLAY_DIR))
             self._attach_replay()
         return out
 
     def restore_from_path(self, path: Any, *args: Any, **kwargs: Any) -> None:
         """RLlib's restore plus the replay, when the checkpoint holds one."""
-        from memrl.replay.distributed import restore_shards
-
         super().restore_from_path(path, *args, **kwargs)
         replay = Path(path) / REPLAY_DIR
         if kwargs.get("component") is None and replay.is_dir():
             self._on_learners(lambda learner: learner.detach_replay())
-            restore_shards(self.shards, replay)
+            self.supervisor.call_all("restore", str(replay))
+            # The fault-tolerance checkpoints must hold the restored data from now on.
+            self.supervisor.checkpoint()
             self._attach_replay()
             log.info("restored the replay from %s: %s", replay, self.replay_stats())
         elif kwargs.get("component") is None:
             log.warning("checkpoint %s holds no replay; training continues with an empty one", path)
 
     def cleanup(self) -> None:
-        shards = getattr(self, "shards", None)
-        if shards:
+        supervisor = getattr(self, "supervisor", None)
+        if supervisor is not None:
             try:
                 self._on_learners(lambda learner: learner.detach_replay())
             except Exception:  # noqa: BLE001 - shutting down: a dead shard must not block it
                 log.debug("detaching the replay failed", exc_info=True)
-            for shard in shards:
-                ray.kill(shard)
-            self.shards = []
+            supervisor.shutdown()
+            self.supervisor = None
         super().cleanup()

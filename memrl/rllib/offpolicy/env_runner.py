@@ -2,8 +2,9 @@
 
 Data never passes through the driver: ``sample_to_replay`` samples with the module's exploration
 forward, cuts the episode fragments into chunks (:class:`EpisodeStreams`) and sends them to shard
-``worker_index % num_shards`` (:class:`memrl.replay.distributed.ReplayWriter`); only metrics
-return to the algorithm.
+``worker_index % num_shards`` (:class:`memrl.rllib.offpolicy.replay_client.ShardClient`, which
+survives the shard's death); only metrics and the shard's acknowledgements return to the
+algorithm.
 """
 
 from __future__ import annotations
@@ -63,13 +64,19 @@ class OffPolicyEnvRunner(SingleAgentEnvRunner):
         shards: list,
         num_timesteps: int,
         chunk: ChunkConfig,
+        incarnations: list[int] | None = None,
     ) -> dict[str, Any]:
         """Sample ``num_timesteps`` env steps (all envs together) and write them to replay.
 
+        shards / incarnations: the driver's current actor of every shard and its incarnation
+        (``ShardSupervisor.current``; None: all 0). A write that finds the shard dead does not
+        raise: the chunks are kept until the driver hands over the restored actor (see
+        :class:`ShardClient`).
+
         Returns ``{"env_steps": int, "stored": int (steps new to the shard), "dropped": int,
-        "metrics": <this runner's reduced metrics>}``. Raises ReplayShardError if its shard died.
+        "metrics": <this runner's reduced metrics>}`` plus the writer's report (see
+        :meth:`_writer_report`).
         """
-        from memrl.replay.distributed import ReplayWriter
         from memrl.rllib.offpolicy.streams import EpisodeStreams
 
         if self._streams is None:
@@ -80,7 +87,8 @@ class OffPolicyEnvRunner(SingleAgentEnvRunner):
             self._streams = EpisodeStreams(
                 self.num_envs, chunk, spec, self.module.get_initial_state(), seed=None
             )
-            self._writer = ReplayWriter(shards, writer_id=self.worker_index)
+        before = self._writer.steps_stored if self._writer is not None else 0
+        self.set_replay_shards(shards, incarnations, flush=False)
         episodes = self.sample(num_timesteps=num_timesteps)
         chunks = []
         for episode in episodes:
@@ -91,7 +99,6 @@ class OffPolicyEnvRunner(SingleAgentEnvRunner):
             if episode.is_done:
                 del self._episode_env[episode.id_]
         chunks += self._streams.flush()
-        before = self._writer.steps_stored
         self._writer.add(chunks)
         self._writer.flush()
         return {
@@ -99,4 +106,39 @@ class OffPolicyEnvRunner(SingleAgentEnvRunner):
             "stored": self._writer.steps_stored - before,
             "dropped": self._streams.dropped_steps,
             "metrics": self.get_metrics(),
+            **self._writer_report(),
+        }
+
+    def set_replay_shards(
+        self, shards: list, incarnations: list[int] | None = None, flush: bool = True
+    ) -> dict[str, Any]:
+        """Write to ``shards`` (the driver's handle table) from now on.
+
+        When this runner's shard has a new incarnation (the driver restored it), the chunks the
+        dead actor did not acknowledge are re-sent to it (and, with ``flush``, acknowledged
+        before returning). Returns :meth:`_writer_report`.
+        """
+        from memrl.rllib.offpolicy.replay_client import ShardClient
+
+        incarnations = list(incarnations) if incarnations is not None else [0] * len(shards)
+        index = self.worker_index % len(shards)
+        if self._writer is None or self._writer.shard_index != index:
+            self._writer = ShardClient(index, shards[index], incarnations[index])
+        else:
+            self._writer.set_shard(shards[index], incarnations[index])
+        if flush:
+            self._writer.flush()
+        return self._writer_report()
+
+    def _writer_report(self) -> dict[str, Any]:
+        """``{"shard": index, "acks": [(incarnation, stored, writes), ...] since the last
+        report, "dead": incarnation found dead or None, "buffered": chunks waiting,
+        "unsent_dropped": steps dropped from a full buffer (lifetime)}``."""
+        writer = self._writer
+        return {
+            "shard": writer.shard_index,
+            "acks": writer.drain_acks(),
+            "dead": writer.dead,
+            "buffered": writer.buffered_chunks,
+            "unsent_dropped": writer.dropped_steps,
         }

@@ -10,6 +10,8 @@ learner's device, and hands it to the subclass's :meth:`learn_on_batch` hook.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +23,8 @@ from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from torch import Tensor
 
 from memrl.replay import SequenceBatch
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -155,51 +159,87 @@ class OffPolicyLearner(TorchLearner):
         return float(norm)
 
     # --- replay -------------------------------------------------------------------------------
-    def attach_replay(self, shards: list, **sampler_kwargs: Any) -> None:
+    def attach_replay(self, shards: list, supervisor: Any = None, **sampler_kwargs: Any) -> None:
         """Sample from ``shards`` from now on (``sampler_kwargs``: PrefetchSampler's: batch_size,
-        prefetch, beta, prioritized, eta, seed). Drops rounds prefetched from a previous attach."""
-        from memrl.replay.distributed import PrefetchSampler
+        prefetch, beta, prioritized, eta, seed). Drops rounds prefetched from a previous attach.
+
+        supervisor: the driver's ``ShardSupervisor`` when this learner runs in the driver: its
+        sampler restores a dead shard and carries on. Without it (a remote learner) a dead shard
+        ends the current :meth:`train_from_replay` early and the algorithm attaches the
+        restored shards.
+        """
+        from memrl.replay.distributed import PrefetchSampler, ReplayShardError
 
         if self._sampler is not None:
-            self._sampler.close()
-        self._sampler = PrefetchSampler(shards, **sampler_kwargs)
+            with contextlib.suppress(ReplayShardError):  # the old shards may be gone
+                self._sampler.close()
+        if supervisor is not None:
+            self._sampler = supervisor.sampler(**sampler_kwargs)
+        else:
+            self._sampler = PrefetchSampler(shards, **sampler_kwargs)
+
+    @property
+    def replay_attached(self) -> bool:
+        """Whether a sampler is attached (a dead shard detaches a remote learner's)."""
+        return self._sampler is not None
 
     def train_from_replay(self, num_updates: int) -> dict[str, Any]:
         """Run ``num_updates`` updates on sampled sequences; returns the reduced metrics.
 
         Reports, besides the hook's metrics: ``num_updates`` (lifetime), ``replay_wait_s`` and
-        ``learner_idle_fraction`` (share of this call spent waiting for samples).
+        ``learner_idle_fraction`` (share of this call spent waiting for samples). A shard that
+        died under a plain ``PrefetchSampler`` stops the call early (``replay_shard_errors``
+        counts it) and detaches the sampler until the algorithm attaches the restored shards.
         Raises RuntimeError before ``attach_replay``.
         """
+        from memrl.replay.distributed import ReplayShardError
+
         if self._sampler is None:
             raise RuntimeError("attach_replay() must be called before train_from_replay()")
-        began, waited_before = time.perf_counter(), self._sampler.wait_s
+        sampler = self._sampler
+        began, waited_before = time.perf_counter(), sampler.wait_s
         mid = DEFAULT_MODULE_ID
+        errors = 0
         for _ in range(num_updates):
-            batch = self._sampler.next()
+            try:
+                batch = sampler.next()
+            except ReplayShardError as err:
+                log.warning("learner: %s; waiting for the algorithm to restore it", err)
+                errors, self._sampler = 1, None
+                break
             out = self.learn_on_batch(SequenceTensors.from_batch(batch, self._device))
             self.updates += 1
-            if out.priority is not None:
-                self._sampler.update_priorities(batch, priority=_numpy(out.priority))
-            elif out.td_abs is not None:
-                td_mask = None if out.td_mask is None else _numpy(out.td_mask).astype(bool)
-                self._sampler.update_priorities(batch, _numpy(out.td_abs), td_mask)
+            try:
+                if out.priority is not None:
+                    sampler.update_priorities(batch, priority=_numpy(out.priority))
+                elif out.td_abs is not None:
+                    td_mask = None if out.td_mask is None else _numpy(out.td_mask).astype(bool)
+                    sampler.update_priorities(batch, _numpy(out.td_abs), td_mask)
+            except ReplayShardError as err:
+                log.warning("learner: %s; waiting for the algorithm to restore it", err)
+                errors, self._sampler = 1, None
             for key, value in out.metrics.items():
                 value = float(value.detach()) if isinstance(value, Tensor) else float(value)
                 self.metrics.log_value((mid, key), value, window=num_updates)
+            if self._sampler is None:
+                break
         elapsed = time.perf_counter() - began
-        waited = self._sampler.wait_s - waited_before
+        waited = sampler.wait_s - waited_before
         self.metrics.log_value((mid, "num_updates"), self.updates, reduce="max", window=1)
         self.metrics.log_value((mid, "replay_wait_s"), waited, window=1)
         self.metrics.log_value(
             (mid, "learner_idle_fraction"), waited / max(elapsed, 1e-9), window=1
         )
+        self.metrics.log_value((mid, "replay_shard_errors"), errors, reduce="sum")
         return self.metrics.reduce()
 
     def detach_replay(self) -> None:
         """Flush priority updates and drop prefetched rounds (before the shards go away)."""
+        from memrl.replay.distributed import ReplayShardError
+
         if self._sampler is not None:
-            self._sampler.close()
+            with contextlib.suppress(ReplayShardError):  # a dead shard's updates are gone
+                self._sampler.close()
             self._sampler = None
 
     # --- state --------------------------------------------------------------------------------

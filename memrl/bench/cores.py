@@ -292,8 +292,15 @@ def measure(settings: Settings, console: Console | None = None) -> list[dict[str
         if cls is None:
             log.warning("skipping core %r: %s", name, reason)
             rows.append(
-                {"core": name, "context": None, "device": None, "step_latency_us": None,
-                 "state_bytes": None, "train_timesteps_per_s": None, "skipped": reason}
+                {
+                    "core": name,
+                    "context": None,
+                    "device": None,
+                    "step_latency_us": None,
+                    "state_bytes": None,
+                    "train_timesteps_per_s": None,
+                    "skipped": reason,
+                }
             )
         else:
             classes[name] = cls
@@ -334,7 +341,11 @@ def _measure_into(
                         # A carry core's training cost does not depend on the context: measure
                         # it once per device (latency and state are still measured per context).
                         throughput = train_timesteps_per_s(
-                            built, state, device, settings.dtype, settings.seq_len,
+                            built,
+                            state,
+                            device,
+                            settings.dtype,
+                            settings.seq_len,
                             settings.train_repeats,
                         )
                     rows.append(
@@ -350,7 +361,12 @@ def _measure_into(
                     )
                     log.info(
                         "%s ctx=%d %s: %.0f us/step, %d state bytes, %.0f train steps/s",
-                        name, context, device, latency, rows[-1]["state_bytes"], throughput,
+                        name,
+                        context,
+                        device,
+                        latency,
+                        rows[-1]["state_bytes"],
+                        throughput,
                     )
                     progress.advance(task)
 
@@ -422,8 +438,12 @@ def _print_table(console: Console, rows: Sequence[dict[str, Any]]) -> None:
         if r.get("skipped"):
             continue
         table.add_row(
-            r["core"], str(r["context"]), r["device"], f"{r['step_latency_us']:.0f}",
-            str(r["state_bytes"]), f"{r['train_timesteps_per_s']:.0f}",
+            r["core"],
+            str(r["context"]),
+            r["device"],
+            f"{r['step_latency_us']:.0f}",
+            str(r["state_bytes"]),
+            f"{r['train_timesteps_per_s']:.0f}",
         )
     console.print(table)
 

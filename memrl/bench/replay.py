@@ -43,8 +43,14 @@ BENCH_CORE_KWARGS: dict[str, dict[str, Any]] = {
     "local_xl": dict(d_model=128, num_layers=4, window=256),
 }
 COLUMNS = [
-    "core", "state_storage", "bytes_per_step", "naive_bytes_per_step", "ratio",
-    "limit_bytes_per_step", "insert_steps_per_s", "sample_steps_per_s",
+    "core",
+    "state_storage",
+    "bytes_per_step",
+    "naive_bytes_per_step",
+    "ratio",
+    "limit_bytes_per_step",
+    "insert_steps_per_s",
+    "sample_steps_per_s",
 ]
 
 
@@ -53,20 +59,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cores", nargs="*", default=list(CORES), help="cores to measure")
     parser.add_argument("--obs-dim", type=int, default=64, help="float32 observation size")
     parser.add_argument("--capacity", type=int, default=2**15, help="steps per shard (at most)")
-    parser.add_argument("--max-shard-mb", type=float, default=512.0,
-                        help="shrink the capacity of cores whose steps are large to this")
+    parser.add_argument(
+        "--max-shard-mb",
+        type=float,
+        default=512.0,
+        help="shrink the capacity of cores whose steps are large to this",
+    )
     parser.add_argument("--streams", type=int, default=8, help="streams (lanes) per shard")
     parser.add_argument("--batch", type=int, default=64, help="sequences per sample")
     parser.add_argument("--burn-in", type=int, default=40)
     parser.add_argument("--seq-len", type=int, default=80)
     parser.add_argument("--seconds", type=float, default=2.0, help="time per rate measurement")
-    parser.add_argument("--bf16", nargs="*", default=["gtrxl"],
-                        help="cores measured again with bfloat16 state storage")
+    parser.add_argument(
+        "--bf16",
+        nargs="*",
+        default=["gtrxl"],
+        help="cores measured again with bfloat16 state storage",
+    )
     parser.add_argument("--idle-core", default="gtrxl", help="core of the learner-idle run")
     parser.add_argument("--shards", type=int, default=2, help="shard actors, learner-idle run")
     parser.add_argument("--prefetch", type=int, default=3, help="sample rounds in flight")
-    parser.add_argument("--learner-step-ms", type=float, default=100.0,
-                        help="simulated learner update time")
+    parser.add_argument(
+        "--learner-step-ms", type=float, default=100.0, help="simulated learner update time"
+    )
     parser.add_argument("--learner-steps", type=int, default=30)
     parser.add_argument("--skip-idle", action="store_true", help="skip the Ray learner-idle run")
 
@@ -117,9 +132,15 @@ def bench_config(spec: dict[str, StateSpec], storage: str, args: argparse.Namesp
     streams = max(1, min(args.streams, capacity // (2 * need)))
     capacity -= capacity % streams
     config = ReplayConfig(
-        capacity=capacity, max_streams=streams, burn_in=args.burn_in, seq_len=args.seq_len,
-        obs_shape=(args.obs_dim,), action_shape=(), action_dtype="int64",
-        state_storage=storage, seed=0,
+        capacity=capacity,
+        max_streams=streams,
+        burn_in=args.burn_in,
+        seq_len=args.seq_len,
+        obs_shape=(args.obs_dim,),
+        action_shape=(),
+        action_dtype="int64",
+        state_storage=storage,
+        seed=0,
     )
     return config, state_bytes
 
@@ -212,8 +233,12 @@ def measure_learner_idle(spec: dict[str, StateSpec], args: argparse.Namespace) -
         ray.init(include_dashboard=False, log_to_driver=False)
     try:
         config, _ = bench_config(spec, "float32", args)
-        config = ReplayConfig.from_dict({**config.to_dict(), "capacity": min(
-            config.capacity, 2**14 - 2**14 % config.max_streams)})
+        config = ReplayConfig.from_dict(
+            {
+                **config.to_dict(),
+                "capacity": min(config.capacity, 2**14 - 2**14 % config.max_streams),
+            }
+        )
         shards = create_shards(args.shards, config, spec, num_cpus=0)
         chunks = _chunks(spec, args, config.max_streams * args.shards)
         writers = [ReplayWriter(shards, w, max_in_flight=8) for w in range(args.shards)]

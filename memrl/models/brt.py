@@ -222,8 +222,10 @@ class _Scan:
             values.append(proj[3])
             nxt = c
             if bool(complete[:, k].any()):
-                gather = index[:, k].view(-1, 1, self.block_len, 1).expand(
-                    -1, key.shape[1], -1, key.shape[-1]
+                gather = (
+                    index[:, k]
+                    .view(-1, 1, self.block_len, 1)
+                    .expand(-1, key.shape[1], -1, key.shape[-1])
                 )
                 block_kv = (key.gather(2, gather), value.gather(2, gather))
                 updated = layer.update_state(c, proj, block_kv)

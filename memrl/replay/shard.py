@@ -422,7 +422,10 @@ class ReplayShard:
         }
         if self.config.prioritized:
             weights = importance_weights(
-                priority, self._tree.total, self._tree.count, self._tree.min_positive,
+                priority,
+                self._tree.total,
+                self._tree.count,
+                self._tree.min_positive,
                 self.config.beta,
             )
         else:
@@ -534,8 +537,9 @@ class ReplayShard:
         rows, meta = contents["rows"], contents["meta"]
         lanes, cap = self.lanes, self.lane_capacity
         lane, slot = rows["lane"].astype(np.int64), rows["slot"].astype(np.int64)
-        if lane.size and (lane.min() < 0 or lane.max() >= lanes or slot.min() < 0
-                          or slot.max() >= cap):
+        if lane.size and (
+            lane.min() < 0 or lane.max() >= lanes or slot.min() < 0 or slot.max() >= cap
+        ):
             raise ValueError("checkpoint rows address lanes/slots outside this shard's layout")
         data = {}
         for name, shape in self.field_shapes.items():

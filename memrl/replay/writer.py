@@ -45,8 +45,9 @@ class ChunkWriter:
         """
         if self._buffer is None:
             self._buffer = {
-                k: np.zeros((self.num_envs, self.chunk.length, *np.shape(v)[1:]),
-                            dtype=np.asarray(v).dtype)
+                k: np.zeros(
+                    (self.num_envs, self.chunk.length, *np.shape(v)[1:]), dtype=np.asarray(v).dtype
+                )
                 for k, v in record.items()
             }
         if set(record) != set(self._buffer):

@@ -150,4 +150,3 @@ def build_encoder(space: gym.Space, cfg: ModelConfig) -> Encoder:
         f"unsupported observation space {space}; supported: Box of rank 0-2 (vectors) or 3 "
         "(images HxWxC), MultiBinary, Discrete, MultiDiscrete (1-D), and Dict/Tuple of these"
     )
-

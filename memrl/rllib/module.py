@@ -88,9 +88,9 @@ class MemoryActorCritic(TorchRLModule, ValueFunctionAPI):
         vf_mlp, vf_dim = mlp(feat, self.model_cfg.head_hiddens, act)
         self.vf_head = nn.Sequential(vf_mlp, nn.Linear(vf_dim, 1))
         self.action_dist_cls = self.pi_head[-1].dist_cls
-        self._prefixes = {"pi": "", "vf": None} if self.vf_branch is None else {
-            "pi": "pi/", "vf": "vf/"
-        }
+        self._prefixes = (
+            {"pi": "", "vf": None} if self.vf_branch is None else {"pi": "pi/", "vf": "vf/"}
+        )
 
     # --- state ------------------------------------------------------------------------------
     def _branches(self) -> list[tuple[str, Branch]]:

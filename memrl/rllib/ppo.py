@@ -110,9 +110,7 @@ def build_ppo_config(
 
     config = (
         PPOConfig()
-        .api_stack(
-            enable_rl_module_and_learner=True, enable_env_runner_and_connector_v2=True
-        )
+        .api_stack(enable_rl_module_and_learner=True, enable_env_runner_and_connector_v2=True)
         .framework("torch")
         .environment(env=register_rllib_env(env), env_config=dict(env_config))
         .env_runners(

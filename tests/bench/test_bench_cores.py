@@ -17,9 +17,26 @@ CONTEXTS = (4, 8)
 def tiny_argv(out) -> list[str]:
     """Two cores that exist (a carry and a window core), two small contexts, one repeat."""
     return [
-        "--out", str(out), "--cores", "gru,trxl", "--contexts", ",".join(map(str, CONTEXTS)),
-        "--batch", "2", "--repeats", "1", "--train-repeats", "1", "--seq-len", "4",
-        "--d-model", "16", "--num-layers", "1", "--device", "cpu",
+        "--out",
+        str(out),
+        "--cores",
+        "gru,trxl",
+        "--contexts",
+        ",".join(map(str, CONTEXTS)),
+        "--batch",
+        "2",
+        "--repeats",
+        "1",
+        "--train-repeats",
+        "1",
+        "--seq-len",
+        "4",
+        "--d-model",
+        "16",
+        "--num-layers",
+        "1",
+        "--device",
+        "cpu",
     ]
 
 
@@ -102,14 +119,38 @@ def test_missing_core_module_is_skipped_and_reported(tmp_path, monkeypatch):
 
 def test_relit_claims_are_ratios_of_the_rows():
     rows = [
-        {"core": "gtrxl", "context": 64, "device": "cpu", "step_latency_us": 100.0,
-         "state_bytes": 1000, "skipped": None},
-        {"core": "gtrxl", "context": 128, "device": "cpu", "step_latency_us": 200.0,
-         "state_bytes": 2000, "skipped": None},
-        {"core": "arelit", "context": 64, "device": "cpu", "step_latency_us": 50.0,
-         "state_bytes": 600, "skipped": None},
-        {"core": "arelit", "context": 128, "device": "cpu", "step_latency_us": 55.0,
-         "state_bytes": 600, "skipped": None},
+        {
+            "core": "gtrxl",
+            "context": 64,
+            "device": "cpu",
+            "step_latency_us": 100.0,
+            "state_bytes": 1000,
+            "skipped": None,
+        },
+        {
+            "core": "gtrxl",
+            "context": 128,
+            "device": "cpu",
+            "step_latency_us": 200.0,
+            "state_bytes": 2000,
+            "skipped": None,
+        },
+        {
+            "core": "arelit",
+            "context": 64,
+            "device": "cpu",
+            "step_latency_us": 50.0,
+            "state_bytes": 600,
+            "skipped": None,
+        },
+        {
+            "core": "arelit",
+            "context": 128,
+            "device": "cpu",
+            "step_latency_us": 55.0,
+            "state_bytes": 600,
+            "skipped": None,
+        },
     ]
     lines = bench.relit_claims(rows)
     assert "max/min = 1.10 (flat" in lines[0]

@@ -156,10 +156,10 @@ def assert_batch_matches(batch, rollout: Rollout, env_of_stream: dict[int, int],
 def fill(shard: ReplayShard, rollout: Rollout, chunk: ChunkConfig, upto: int, writer=None):
     """Feed steps [writer.steps, upto) of ``rollout`` through a ChunkWriter into ``shard``."""
     if writer is None:
-        writer = ChunkWriter(rollout.obs.shape[0], chunk, streams=[101 + e for e in range(
-            rollout.obs.shape[0])])
+        writer = ChunkWriter(
+            rollout.obs.shape[0], chunk, streams=[101 + e for e in range(rollout.obs.shape[0])]
+        )
     while writer.steps < upto:
         for c in writer.add(rollout.step_record(writer.steps)):
             shard.add_chunk(c)
     return writer
-

@@ -11,11 +11,15 @@ from memrl.replay import codec
 
 def test_bfloat16_bits_match_torch_rounding():
     rng = np.random.default_rng(0)
-    values = np.concatenate([
-        rng.standard_normal(10_000).astype(np.float32) * 10.0 ** rng.integers(-30, 30, 10_000),
-        np.array([0.0, -0.0, np.inf, -np.inf, 1e-40, 3.4e38, 1.00390625, 1.01171875],
-                 dtype=np.float32),
-    ]).astype(np.float32)
+    values = np.concatenate(
+        [
+            rng.standard_normal(10_000).astype(np.float32) * 10.0 ** rng.integers(-30, 30, 10_000),
+            np.array(
+                [0.0, -0.0, np.inf, -np.inf, 1e-40, 3.4e38, 1.00390625, 1.01171875],
+                dtype=np.float32,
+            ),
+        ]
+    ).astype(np.float32)
     ours = codec.encode(values, "bfloat16")
     want = torch.from_numpy(values).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
     np.testing.assert_array_equal(ours, want)

@@ -47,8 +47,13 @@ def snapshot(shard):
         "episode_start": shard._episode_start.copy(),
         "generation": shard._generation.copy(),
         "leaves": shard._tree.leaves.copy(),
-        "lanes": (shard._lane_stream.copy(), shard._lane_lo.copy(), shard._lane_hi.copy(),
-                  shard._lane_first.copy(), shard._lane_tick.copy()),
+        "lanes": (
+            shard._lane_stream.copy(),
+            shard._lane_lo.copy(),
+            shard._lane_hi.copy(),
+            shard._lane_first.copy(),
+            shard._lane_tick.copy(),
+        ),
         "scalars": (shard._max_priority, shard._writes, shard._tick, dict(shard._stream_lane)),
     }
 

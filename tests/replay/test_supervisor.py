@@ -73,8 +73,11 @@ def read_checkpoint(directory, shard: int) -> tuple[pa.Table, int]:
 
 
 def stored_steps(table: pa.Table) -> set[tuple[int, int]]:
-    return set(zip(table.column("stream").to_pylist(), table.column("stream_step").to_pylist(),
-                   strict=True))
+    return set(
+        zip(
+            table.column("stream").to_pylist(), table.column("stream_step").to_pylist(), strict=True
+        )
+    )
 
 
 def steps_of(chunks) -> set[tuple[int, int]]:
@@ -257,8 +260,9 @@ def test_gap_after_restore_is_never_sampled_across(recorded):
     length = batch.mask.shape[1]
     assert_batch_matches(batch, rollout, env_of, length)
     # No sampled sequence covers a missing step.
-    held = {(c.stream, c.start_step + k) for c in sent[:6] + sent[gap_chunk:] for k in
-            range(len(c))} | {(7, mid.start_step + k) for k in range(len(mid))}
+    held = {
+        (c.stream, c.start_step + k) for c in sent[:6] + sent[gap_chunk:] for k in range(len(c))
+    } | {(7, mid.start_step + k) for k in range(len(mid))}
     for b in range(len(batch)):
         steps = int(batch.stream_step[b]) + np.flatnonzero(batch.mask[b])
         assert all((int(batch.stream[b]), int(s)) in held for s in steps)

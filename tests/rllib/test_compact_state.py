@@ -107,8 +107,9 @@ def _check_round_trip(core: str, shared_core: bool = True) -> None:
     config = _config(core, shared_core)
     runner = SingleAgentEnvRunner(config=config)
     learner = config.build_learner(
-        spaces={DEFAULT_MODULE_ID: (runner.env.single_observation_space,
-                                    runner.env.single_action_space)}
+        spaces={
+            DEFAULT_MODULE_ID: (runner.env.single_observation_space, runner.env.single_action_space)
+        }
     )
     spec = runner.module.state_spec()
     recorded: dict = {}
@@ -125,7 +126,10 @@ def _check_round_trip(core: str, shared_core: bool = True) -> None:
                 assert tuple(np.shape(stored[key])) == s.slice_shape
 
         batch = learner._learner_connector(
-            rl_module=learner.module, batch={}, episodes=episodes, shared_data={},
+            rl_module=learner.module,
+            batch={},
+            episodes=episodes,
+            shared_data={},
             metrics=learner.metrics,
         )[DEFAULT_MODULE_ID]
         obs = batch[Columns.OBS].numpy()

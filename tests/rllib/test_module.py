@@ -159,9 +159,18 @@ def test_model_config_rejects_unknown_and_bad_keys() -> None:
 
 def _ppo(**overrides):
     kwargs = dict(
-        env="memrl/TMaze-v0", env_config={}, core="gru", core_kwargs={}, model={},
-        max_seq_len=8, training={}, num_env_runners=0, num_envs_per_env_runner=1,
-        num_learners=0, num_gpus_per_learner=0, seed=0,
+        env="memrl/TMaze-v0",
+        env_config={},
+        core="gru",
+        core_kwargs={},
+        model={},
+        max_seq_len=8,
+        training={},
+        num_env_runners=0,
+        num_envs_per_env_runner=1,
+        num_learners=0,
+        num_gpus_per_learner=0,
+        seed=0,
     )
     return build_ppo_config(**{**kwargs, **overrides})
 

@@ -28,9 +28,19 @@ def _config(core: str, core_kwargs: dict, **r2d2):
     return r2d2_config(
         env="memrl/TMaze-v0",
         env_config=dict(corridor_len=3, num_distractors=2, max_steps=9),
-        core=core, core_kwargs=core_kwargs, model={"encoder_hiddens": [8]}, lr=1e-3,
-        r2d2=r2d2, replay={}, batch_size=4, learning_starts=0, updates_per_iteration=1,
-        num_env_runners=0, num_envs_per_env_runner=3, num_learners=0, num_gpus_per_learner=0,
+        core=core,
+        core_kwargs=core_kwargs,
+        model={"encoder_hiddens": [8]},
+        lr=1e-3,
+        r2d2=r2d2,
+        replay={},
+        batch_size=4,
+        learning_starts=0,
+        updates_per_iteration=1,
+        num_env_runners=0,
+        num_envs_per_env_runner=3,
+        num_learners=0,
+        num_gpus_per_learner=0,
         seed=3,
     )
 
@@ -45,18 +55,25 @@ def _collect(runner, streams, rounds: int, steps: int):
             chunks += streams.add(env, episode)
             assert all(c.stream == streams.stream_ids[env] for c in chunks[before:])
             fragments[env].append(
-                dict(obs=np.asarray(episode.get_observations(slice(0, len(episode)))),
-                     action=np.asarray(episode.get_actions()), t_started=episode.t_started,
-                     done=episode.is_done, terminated=episode.is_terminated)
+                dict(
+                    obs=np.asarray(episode.get_observations(slice(0, len(episode)))),
+                    action=np.asarray(episode.get_actions()),
+                    t_started=episode.t_started,
+                    done=episode.is_done,
+                    terminated=episode.is_terminated,
+                )
             )
         chunks += streams.flush()
     return chunks, fragments
 
 
-@pytest.mark.parametrize(("core", "core_kwargs"), [
-    ("gru", {"hidden_size": 6}),
-    ("gtrxl", {"d_model": 8, "num_layers": 1, "num_heads": 2, "memory_len": 4, "d_ff": 8}),
-])
+@pytest.mark.parametrize(
+    ("core", "core_kwargs"),
+    [
+        ("gru", {"hidden_size": 6}),
+        ("gtrxl", {"d_model": 8, "num_layers": 1, "num_heads": 2, "memory_len": 4, "d_ff": 8}),
+    ],
+)
 def test_streams_have_no_gaps_start_at_episodes_and_hold_the_episodes(ray_local, core, core_kwargs):
     runner = OffPolicyEnvRunner(config=_config(core, core_kwargs))
     module = runner.module
@@ -68,8 +85,12 @@ def test_streams_have_no_gaps_start_at_episodes_and_hold_the_episodes(ray_local,
     assert streams.dropped_steps == 0
 
     # A shard accepts every chunk: it rejects gaps and streams that do not start an episode.
-    shard = ReplayShard(ReplayConfig(capacity=3 * 64, max_streams=3, burn_in=0, seq_len=4,
-                                     obs_shape=(5,), obs_dtype="int8"), spec)
+    shard = ReplayShard(
+        ReplayConfig(
+            capacity=3 * 64, max_streams=3, burn_in=0, seq_len=4, obs_shape=(5,), obs_dtype="int8"
+        ),
+        spec,
+    )
     for chunk in chunks:
         shard.add_chunk(chunk)
 
@@ -111,8 +132,7 @@ def test_streams_have_no_gaps_start_at_episodes_and_hold_the_episodes(ray_local,
             else:
                 slices = branch.core.step_slices(x, branch.core.initial_state(1), first_t)
                 key = next(iter(spec))
-                np.testing.assert_allclose(np.stack(data[key]), slices[key][0].numpy(),
-                                           atol=1e-5)
+                np.testing.assert_allclose(np.stack(data[key]), slices[key][0].numpy(), atol=1e-5)
     runner.stop()
 
 
@@ -120,8 +140,9 @@ def test_fragment_whose_start_was_not_seen_is_dropped(ray_local):
     runner = OffPolicyEnvRunner(config=_config("gru", {"hidden_size": 4}))
     module = runner.module
     runner.sample(num_timesteps=4)  # the streams never see these fragments
-    streams = EpisodeStreams(3, ChunkConfig(8, 3), module.state_spec(),
-                             module.get_initial_state(), seed=0)
+    streams = EpisodeStreams(
+        3, ChunkConfig(8, 3), module.state_spec(), module.get_initial_state(), seed=0
+    )
     chunks = []
     for episode in runner.sample(num_timesteps=30):
         chunks += streams.add(runner._episode_env[episode.id_], episode)
@@ -136,18 +157,22 @@ def test_fragment_whose_start_was_not_seen_is_dropped(ray_local):
 
 
 def test_each_env_explores_with_its_ape_x_epsilon(ray_local):
-    runner = OffPolicyEnvRunner(config=_config("gru", {"hidden_size": 4}, epsilon=0.5,
-                                               epsilon_alpha=3.0))
-    np.testing.assert_allclose(runner.module.epsilons.numpy(), ape_x_epsilons(3, 0.5, 3.0),
-                               rtol=1e-6)
+    runner = OffPolicyEnvRunner(
+        config=_config("gru", {"hidden_size": 4}, epsilon=0.5, epsilon_alpha=3.0)
+    )
+    np.testing.assert_allclose(
+        runner.module.epsilons.numpy(), ape_x_epsilons(3, 0.5, 3.0), rtol=1e-6
+    )
     module = runner.module
     # Per-row epsilons: row 0 explores often, row 2 rarely; actions keep the batch's shape.
     module.epsilons = torch.tensor([1.0, 0.0, 0.0])
     batch = {
         "obs": torch.zeros(3, 1, 5, dtype=torch.int8),
         "first": torch.ones(3, 1, dtype=torch.bool),
-        "state_in": {k: torch.as_tensor(v)[None].repeat(3, *[1] * v.ndim)
-                     for k, v in module.get_initial_state().items()},
+        "state_in": {
+            k: torch.as_tensor(v)[None].repeat(3, *[1] * v.ndim)
+            for k, v in module.get_initial_state().items()
+        },
     }
     greedy = module.forward_inference(batch)["actions"]
     seen = []

@@ -23,10 +23,19 @@ def test_shipped_r2d2_configs_load_with_paper_defaults():
 def test_td3_section_has_exactly_the_agreed_fields():
     cfg = load_config("r2d2/tmaze_gru", ["algo=td3"])
     assert cfg.td3.model_dump() == {
-        "actor_lr": 3e-4, "critic_lr": 3e-4, "gamma": 0.99, "tau": 0.005, "policy_delay": 2,
-        "target_noise": 0.2, "target_noise_clip": 0.5, "exploration_noise": 0.1,
-        "shared_core": False, "batch_size": 32, "learning_starts": 1000,
-        "updates_per_iteration": 1, "grad_clip": None,
+        "actor_lr": 3e-4,
+        "critic_lr": 3e-4,
+        "gamma": 0.99,
+        "tau": 0.005,
+        "policy_delay": 2,
+        "target_noise": 0.2,
+        "target_noise_clip": 0.5,
+        "exploration_noise": 0.1,
+        "shared_core": False,
+        "batch_size": 32,
+        "learning_starts": 1000,
+        "updates_per_iteration": 1,
+        "grad_clip": None,
     }
 
 

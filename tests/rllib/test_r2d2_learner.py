@@ -30,13 +30,28 @@ def ray_local():
 
 def _config(**r2d2):
     return r2d2_config(
-        env="memrl/TMaze-v0", env_config=dict(corridor_len=3, num_distractors=0, max_steps=8),
-        core="gru", core_kwargs={"hidden_size": 8}, model={"encoder_hiddens": [8]}, lr=1e-2,
+        env="memrl/TMaze-v0",
+        env_config=dict(corridor_len=3, num_distractors=0, max_steps=8),
+        core="gru",
+        core_kwargs={"hidden_size": 8},
+        model={"encoder_hiddens": [8]},
+        lr=1e-2,
         r2d2={"delta_q_every": 1, **r2d2},
-        replay={"capacity": 4096, "burn_in": 3, "seq_len": 6, "chunk_overlap": 2,
-                "rollout_fragment_length": 8},
-        batch_size=4, learning_starts=0, updates_per_iteration=2, num_env_runners=0,
-        num_envs_per_env_runner=2, num_learners=0, num_gpus_per_learner=0, seed=0,
+        replay={
+            "capacity": 4096,
+            "burn_in": 3,
+            "seq_len": 6,
+            "chunk_overlap": 2,
+            "rollout_fragment_length": 8,
+        },
+        batch_size=4,
+        learning_starts=0,
+        updates_per_iteration=2,
+        num_env_runners=0,
+        num_envs_per_env_runner=2,
+        num_learners=0,
+        num_gpus_per_learner=0,
+        seed=0,
     )
 
 
@@ -59,12 +74,19 @@ def _batch(b: int = 4, burn_in: int = 3, seq: int = 6, seed: int = 0) -> Sequenc
         obs=rng.uniform(-1, 1, (b, length, 3)).astype(np.float32),
         action=rng.integers(0, 3, (b, length)),
         reward=rng.normal(size=(b, length)).astype(np.float32),
-        terminated=terminated, truncated=np.zeros_like(terminated), first=first, mask=mask,
+        terminated=terminated,
+        truncated=np.zeros_like(terminated),
+        first=first,
+        mask=mask,
         state={"h": rng.normal(size=(b, 1, 8)).astype(np.float32)},
         weights=np.linspace(0.5, 1.0, b).astype(np.float32),
-        item_id=np.arange(b), generation=np.arange(b), priority=np.ones(b),
-        stream=np.zeros(b, dtype=np.int64), stream_step=np.arange(b),
-        shard=np.zeros(b, dtype=np.int32), burn_in=burn_in,
+        item_id=np.arange(b),
+        generation=np.arange(b),
+        priority=np.ones(b),
+        stream=np.zeros(b, dtype=np.int64),
+        stream_step=np.arange(b),
+        shard=np.zeros(b, dtype=np.int32),
+        burn_in=burn_in,
     )
     return SequenceTensors.from_batch(batch)
 
@@ -83,8 +105,9 @@ def test_burn_in_gets_no_gradient(ray_local):
     # The burn-in still matters: it sets the state the training steps start from.
     other = _batch()
     other.obs[:, :3] += 0.5
-    assert not torch.allclose(r2d2_loss(module, other, learner.config.r2d2)["loss"],
-                              out["loss"].detach())
+    assert not torch.allclose(
+        r2d2_loss(module, other, learner.config.r2d2)["loss"], out["loss"].detach()
+    )
 
 
 def test_target_network_copied_every_k_updates(ray_local):
@@ -127,8 +150,10 @@ def test_checkpoint_round_trip_includes_replay(ray_local, tmp_path):
         stats = algo.replay_stats()
         assert stats["steps"] > 0
         path = algo.save_to_path(str(tmp_path / "ckpt"))
-        weights = {k: v.clone() for k, v in algo.learner_group._learner.module[
-            "default_policy"].state_dict().items()}
+        weights = {
+            k: v.clone()
+            for k, v in algo.learner_group._learner.module["default_policy"].state_dict().items()
+        }
     finally:
         algo.stop()
     assert (tmp_path / "ckpt" / REPLAY_DIR).is_dir()

@@ -52,16 +52,42 @@ def greedy_returns(module, env_id: str, env_kwargs: dict, episodes: int, seed: i
     return np.array(returns), np.array(finals)
 
 
-def _train(env_id, env_kwargs, core, core_kwargs, *, iterations, eval_every, good, r2d2, replay,
-           seed=0, batch_size=32, updates=8, envs=8, lr=1e-3):
+def _train(
+    env_id,
+    env_kwargs,
+    core,
+    core_kwargs,
+    *,
+    iterations,
+    eval_every,
+    good,
+    r2d2,
+    replay,
+    seed=0,
+    batch_size=32,
+    updates=8,
+    envs=8,
+    lr=1e-3,
+):
     """Train until ``good(module)`` holds at an evaluation, or ``iterations``; returns the last
     evaluation's value and the iterations run."""
     config = r2d2_config(
-        env=env_id, env_config=env_kwargs, core=core, core_kwargs=core_kwargs,
-        model={"encoder_hiddens": [32]}, lr=lr, r2d2=r2d2, replay=replay,
-        batch_size=batch_size, learning_starts=500, updates_per_iteration=updates,
-        num_env_runners=0, num_envs_per_env_runner=envs, num_learners=0,
-        num_gpus_per_learner=0, seed=seed,
+        env=env_id,
+        env_config=env_kwargs,
+        core=core,
+        core_kwargs=core_kwargs,
+        model={"encoder_hiddens": [32]},
+        lr=lr,
+        r2d2=r2d2,
+        replay=replay,
+        batch_size=batch_size,
+        learning_starts=500,
+        updates_per_iteration=updates,
+        num_env_runners=0,
+        num_envs_per_env_runner=envs,
+        num_learners=0,
+        num_gpus_per_learner=0,
+        seed=seed,
     )
     algo = config.build_algo()
     began = time.perf_counter()
@@ -72,10 +98,14 @@ def _train(env_id, env_kwargs, core, core_kwargs, *, iterations, eval_every, goo
             if it % eval_every == 0 or it == iterations:
                 module = algo.learner_group._learner.module["default_policy"].unwrapped()
                 ok, value = good(module)
-                log.warning("iteration %d (%.0f s): %s, ΔQ first/last %s/%s", it,
-                            time.perf_counter() - began, value,
-                            result["learners"]["default_policy"].get("delta_q_first"),
-                            result["learners"]["default_policy"].get("delta_q_last"))
+                log.warning(
+                    "iteration %d (%.0f s): %s, ΔQ first/last %s/%s",
+                    it,
+                    time.perf_counter() - began,
+                    value,
+                    result["learners"]["default_policy"].get("delta_q_first"),
+                    result["learners"]["default_policy"].get("delta_q_last"),
+                )
                 if ok:
                     break
     finally:
@@ -94,11 +124,21 @@ def test_r2d2_gru_learns_short_tmaze(ray_local):
         return success >= 0.9, success
 
     success, iterations = _train(
-        "memrl/TMaze-v0", TMAZE, "gru", {"hidden_size": 32}, iterations=300, eval_every=25,
+        "memrl/TMaze-v0",
+        TMAZE,
+        "gru",
+        {"hidden_size": 32},
+        iterations=300,
+        eval_every=25,
         good=good,
         r2d2={"gamma": 0.99, "n_step": 3, "target_update_period": 100, "delta_q_every": 20},
-        replay={"capacity": 16384, "burn_in": 4, "seq_len": 16, "chunk_overlap": 8,
-                "rollout_fragment_length": 16},
+        replay={
+            "capacity": 16384,
+            "burn_in": 4,
+            "seq_len": 16,
+            "chunk_overlap": 8,
+            "rollout_fragment_length": 16,
+        },
     )
     assert success >= 0.9, f"greedy success {success} after {iterations} iterations"
 
@@ -114,11 +154,23 @@ def _popgym(core, core_kwargs, target, iterations):
 
     # Each step's reward depends only on that step's action: a short horizon learns fastest.
     return _train(
-        POPGYM, {}, core, core_kwargs, iterations=iterations, eval_every=20, good=good,
+        POPGYM,
+        {},
+        core,
+        core_kwargs,
+        iterations=iterations,
+        eval_every=20,
+        good=good,
         r2d2={"gamma": 0.5, "n_step": 2, "target_update_period": 100, "delta_q_every": 20},
-        replay={"capacity": 32768, "burn_in": 8, "seq_len": 16, "chunk_overlap": 8,
-                "rollout_fragment_length": 16},
-        updates=16, lr=2e-3,
+        replay={
+            "capacity": 32768,
+            "burn_in": 8,
+            "seq_len": 16,
+            "chunk_overlap": 8,
+            "rollout_fragment_length": 16,
+        },
+        updates=16,
+        lr=2e-3,
     )
 
 

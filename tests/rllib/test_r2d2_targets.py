@@ -32,7 +32,12 @@ def _targets(terminated, mask, rescale=False):
     reward = torch.tensor([[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]], dtype=torch.float64)
     boot = torch.tensor([[10.0, 20.0, 30.0, 40.0, 50.0, 60.0]], dtype=torch.float64)
     return n_step_targets(
-        reward, torch.tensor([terminated]), torch.tensor([mask]), boot, gamma=0.5, n=2,
+        reward,
+        torch.tensor([terminated]),
+        torch.tensor([mask]),
+        boot,
+        gamma=0.5,
+        n=2,
         rescale=rescale,
     )
 

@@ -79,13 +79,15 @@ def test_smoothing_noise_is_clipped_then_action_clipped_to_bounds():
 def test_drawn_smoothing_noise_stays_within_the_clip():
     low, high = -torch.ones(1) * 10, torch.ones(1) * 10  # wide bounds: only the noise clip acts
     action = torch.zeros(20000, 1)
-    out = smoothed_target_action(action, low, high, noise=1.0, noise_clip=0.5,
-                                 generator=torch.Generator().manual_seed(0))
+    out = smoothed_target_action(
+        action, low, high, noise=1.0, noise_clip=0.5, generator=torch.Generator().manual_seed(0)
+    )
     assert out.abs().max() <= 0.5 * 10 + 1e-6  # clip 0.5 half ranges (half range 10)
     assert (out.abs() >= 5.0 - 1e-6).float().mean() > 0.5  # N(0, 1) is clipped at 0.5 often
     # std 0.2 half ranges: about 0.2 * 10
-    small = smoothed_target_action(action, low, high, noise=0.2, noise_clip=10.0,
-                                   generator=torch.Generator().manual_seed(1))
+    small = smoothed_target_action(
+        action, low, high, noise=0.2, noise_clip=10.0, generator=torch.Generator().manual_seed(1)
+    )
     assert abs(float(small.std()) - 2.0) < 0.1
 
 
@@ -142,8 +144,12 @@ def test_update_targets_match_hand_computation(shared):
     with torch.no_grad():
         for step in range(t["obs"].shape[1]):
             actor, critic, state = target.histories(
-                t["obs"][:, step : step + 1], None, {**state, PREV_ACTION: t["state"][PREV_ACTION]
-                                                    if step == 0 else t["action"][:, step - 1]},
+                t["obs"][:, step : step + 1],
+                None,
+                {
+                    **state,
+                    PREV_ACTION: t["state"][PREV_ACTION] if step == 0 else t["action"][:, step - 1],
+                },
                 t["first"][:, step : step + 1],
             )
             a = target.actor(actor)  # no smoothing noise (target_noise 0)
@@ -173,8 +179,9 @@ def test_update_ignores_steps_without_target_and_reports_td_mask():
             t_["mask"][0, 4:] = False
             t_["truncated"][0, 3] = True
         tb["reward"][seq, step] += 100.0
-        ua, ub = TD3Update(nets_a, TD3Hyperparameters(), seed=0), TD3Update(
-            nets_b, TD3Hyperparameters(), seed=0
+        ua, ub = (
+            TD3Update(nets_a, TD3Hyperparameters(), seed=0),
+            TD3Update(nets_b, TD3Hyperparameters(), seed=0),
         )
         ua.update(ta)
         ub.update(tb)
@@ -253,8 +260,9 @@ def test_which_parameters_each_loss_trains(shared):
 
     # Actor-only step (critic lr 0): the critic (and a shared history) must not move.
     t = make_batch(nets)
-    update = TD3Update(nets, TD3Hyperparameters(policy_delay=1, critic_lr=1e-12,
-                                                shared_core=shared), seed=0)
+    update = TD3Update(
+        nets, TD3Hyperparameters(policy_delay=1, critic_lr=1e-12, shared_core=shared), seed=0
+    )
     update.critic_optimizer.param_groups[0]["lr"] = 0.0
     actor_history = params_of(nets.actor_history)
     heads = params_of(nets.actor_head)
@@ -294,11 +302,13 @@ def test_actions_stay_within_bounds():
         for p in nets.actor_head.parameters():
             p.mul_(1000.0)  # saturate the tanh
         obs = torch.randn(64, 1, 3) * 10
-        actor, _, _ = nets.histories(obs, None, nets.initial_state(64),
-                                     torch.ones(64, 1, dtype=torch.bool))
+        actor, _, _ = nets.histories(
+            obs, None, nets.initial_state(64), torch.ones(64, 1, dtype=torch.bool)
+        )
         action = nets.actor(actor)
-        explored = gaussian_exploration(action, low, high, noise=5.0,
-                                        generator=torch.Generator().manual_seed(0))
+        explored = gaussian_exploration(
+            action, low, high, noise=5.0, generator=torch.Generator().manual_seed(0)
+        )
     for a in (action, explored):
         assert torch.all(a >= low) and torch.all(a <= high)
     assert torch.any(explored == low) and torch.any(explored == high)
@@ -306,8 +316,9 @@ def test_actions_stay_within_bounds():
 
 def test_gaussian_exploration_scale_is_noise_times_half_range():
     low, high = torch.tensor([-2.0]), torch.tensor([2.0])
-    out = gaussian_exploration(torch.zeros(20000, 1), low, high, noise=0.1,
-                               generator=torch.Generator().manual_seed(0))
+    out = gaussian_exploration(
+        torch.zeros(20000, 1), low, high, noise=0.1, generator=torch.Generator().manual_seed(0)
+    )
     assert abs(float(out.std()) - 0.2) < 0.01
 
 
@@ -326,7 +337,9 @@ def test_stepwise_acting_equals_sequence_unroll(core, shared):
         for step in range(7):
             prev = torch.zeros(2, 2) if step == 0 else t["action"][:, step - 1]
             actor, critic, state = nets.histories(
-                t["obs"][:, step : step + 1], None, {**state, PREV_ACTION: prev},
+                t["obs"][:, step : step + 1],
+                None,
+                {**state, PREV_ACTION: prev},
                 t["first"][:, step : step + 1],
             )
             torch.testing.assert_close(actor[:, 0], seq_actor[:, step], atol=1e-5, rtol=1e-4)
@@ -353,8 +366,13 @@ def test_memoryless_update_runs():
 # --- validation -----------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "kwargs, field",
-    [({"tau": 0.0}, "tau"), ({"policy_delay": 0}, "policy_delay"), ({"gamma": 1.5}, "gamma"),
-     ({"grad_clip": -1.0}, "grad_clip"), ({"actor_lr": 0}, "actor_lr")],
+    [
+        ({"tau": 0.0}, "tau"),
+        ({"policy_delay": 0}, "policy_delay"),
+        ({"gamma": 1.5}, "gamma"),
+        ({"grad_clip": -1.0}, "grad_clip"),
+        ({"actor_lr": 0}, "actor_lr"),
+    ],
 )
 def test_bad_hyperparameters_name_the_field(kwargs, field):
     with pytest.raises(ValueError, match=f"td3.{field}"):

@@ -29,12 +29,22 @@ def test_recurrent_td3_learns_pendulum_with_hidden_velocities():
         core_kwargs={"hidden_size": 32},
         network={"encoder_hiddens": [32], "head_hiddens": [64, 64]},
         td3=TD3Hyperparameters(
-            actor_lr=1e-3, critic_lr=1e-3, batch_size=32, learning_starts=1000,
+            actor_lr=1e-3,
+            critic_lr=1e-3,
+            batch_size=32,
+            learning_starts=1000,
             updates_per_iteration=1,
         ),
         replay=ReplayConfig(
-            capacity=2**15, max_streams=4, burn_in=BURN_IN, seq_len=SEQ_LEN, obs_shape=(2,),
-            obs_dtype="float32", action_shape=(1,), action_dtype="float32", prioritized=False,
+            capacity=2**15,
+            max_streams=4,
+            burn_in=BURN_IN,
+            seq_len=SEQ_LEN,
+            obs_shape=(2,),
+            obs_dtype="float32",
+            action_shape=(1,),
+            action_dtype="float32",
+            prioritized=False,
             seed=0,
         ),
         chunk=ChunkConfig(length=SEQ_LEN + BURN_IN, overlap=(SEQ_LEN + BURN_IN) // 2),
@@ -45,6 +55,7 @@ def test_recurrent_td3_learns_pendulum_with_hidden_velocities():
         seed=0,
     )
     assert result.updates >= 5000
-    score = evaluate(networks, lambda: __import__("gymnasium").make("memrl/Pendulum-P-v0"),
-                     episodes=10, seed=123)
+    score = evaluate(
+        networks, lambda: __import__("gymnasium").make("memrl/Pendulum-P-v0"), episodes=10, seed=123
+    )
     assert score > -400, f"mean return {score:.0f} after {result.updates} updates"

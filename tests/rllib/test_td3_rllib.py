@@ -25,19 +25,33 @@ def ray_session():
 
 
 def small_config(core: str = "gru", shared: bool = False, **td3) -> TD3Config:
-    core_kwargs = {"hidden_size": 8} if core == "gru" else {
-        "d_model": 8, "num_layers": 1, "num_heads": 2, "memory_len": 4, "d_ff": 16
-    }
+    core_kwargs = (
+        {"hidden_size": 8}
+        if core == "gru"
+        else {"d_model": 8, "num_layers": 1, "num_heads": 2, "memory_len": 4, "d_ff": 16}
+    )
     return td3_config(
         env="memrl/Pendulum-P-v0",
         env_config={},
         core=core,
         core_kwargs=core_kwargs,
         model={"encoder_hiddens": [8], "head_hiddens": [8]},
-        td3={"batch_size": 4, "learning_starts": 60, "updates_per_iteration": 3,
-             "shared_core": shared, "policy_delay": 2, **td3},
-        replay={"capacity": 1024, "burn_in": 4, "seq_len": 8, "chunk_overlap": 4,
-                "rollout_fragment_length": 20, "prefetch": 1},
+        td3={
+            "batch_size": 4,
+            "learning_starts": 60,
+            "updates_per_iteration": 3,
+            "shared_core": shared,
+            "policy_delay": 2,
+            **td3,
+        },
+        replay={
+            "capacity": 1024,
+            "burn_in": 4,
+            "seq_len": 8,
+            "chunk_overlap": 4,
+            "rollout_fragment_length": 20,
+            "prefetch": 1,
+        },
         num_env_runners=0,
         num_envs_per_env_runner=2,
         num_learners=0,
@@ -106,8 +120,10 @@ def test_state_records_hold_the_action_taken():
     batch = {
         "obs": torch.zeros(3, 1, 2),
         "first": torch.ones(3, 1, dtype=torch.bool),
-        "state_in": {k: torch.as_tensor(v)[None].repeat(3, *[1] * v.ndim)
-                     for k, v in module.get_initial_state().items()},
+        "state_in": {
+            k: torch.as_tensor(v)[None].repeat(3, *[1] * v.ndim)
+            for k, v in module.get_initial_state().items()
+        },
     }
     out = module.forward_exploration(batch)
     action = out["actions"]
@@ -119,8 +135,9 @@ def test_state_records_hold_the_action_taken():
 
 def test_build_td3_config_from_a_train_config():
     cfg = load_config("td3/pendulum_p_gru", ["resources.num_env_runners=0"])
-    resources = ResolvedResources(num_env_runners=0, num_envs_per_env_runner=2, num_learners=0,
-                                  num_gpus_per_learner=0)
+    resources = ResolvedResources(
+        num_env_runners=0, num_envs_per_env_runner=2, num_learners=0, num_gpus_per_learner=0
+    )
     config = build_td3_config(cfg, resources)
     assert isinstance(config, TD3Config)
     assert config.td3["policy_delay"] == cfg.td3.policy_delay
@@ -131,8 +148,19 @@ def test_build_td3_config_from_a_train_config():
 
 def test_td3_config_errors_name_the_problem():
     with pytest.raises(ValueError, match="head_hiddens"):
-        td3_config(env="memrl/Pendulum-P-v0", env_config={}, core="gru", core_kwargs={},
-                   model={}, td3={}, replay={}, num_env_runners=0, num_envs_per_env_runner=1,
-                   num_learners=0, num_gpus_per_learner=0, seed=0)
+        td3_config(
+            env="memrl/Pendulum-P-v0",
+            env_config={},
+            core="gru",
+            core_kwargs={},
+            model={},
+            td3={},
+            replay={},
+            num_env_runners=0,
+            num_envs_per_env_runner=1,
+            num_learners=0,
+            num_gpus_per_learner=0,
+            seed=0,
+        )
     with pytest.raises(ValueError, match="unknown td3 key"):
         small_config(tua=0.1)

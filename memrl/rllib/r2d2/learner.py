@@ -14,12 +14,12 @@ from memrl.rllib.r2d2.targets import n_step_targets
 
 
 def _inputs(batch: SequenceTensors, lo: int, hi: int, state: dict | None) -> dict[str, Any]:
-    return {Columns.OBS: batch.obs[:, lo:hi], FIRST: batch.first[:, lo:hi],
-            Columns.STATE_IN: state}
+    return {Columns.OBS: batch.obs[:, lo:hi], FIRST: batch.first[:, lo:hi], Columns.STATE_IN: state}
 
 
-def unroll(module: Any, network: str, batch: SequenceTensors, state: dict | None,
-           burn_in: int) -> Tensor:
+def unroll(
+    module: Any, network: str, batch: SequenceTensors, state: dict | None, burn_in: int
+) -> Tensor:
     """Q-values ``[B, T, A]`` of the training steps: the burn-in runs without gradient from
     ``state`` (the stored one, or None for the core's zero state), the rest from there."""
     if not module.stateful:
@@ -49,17 +49,26 @@ def r2d2_loss(module: Any, batch: SequenceTensors, cfg: dict[str, Any]) -> dict[
         best = select.argmax(dim=-1, keepdim=True)
         bootstrap = q_target.gather(-1, best).squeeze(-1)
         target, valid = n_step_targets(
-            batch.reward[:, burn_in:], batch.terminated[:, burn_in:], batch.mask[:, burn_in:],
-            bootstrap, gamma=cfg["gamma"], n=cfg["n_step"],
-            rescale=cfg.get("value_rescaling", True), rescale_eps=cfg.get("rescale_eps", 1e-3),
+            batch.reward[:, burn_in:],
+            batch.terminated[:, burn_in:],
+            batch.mask[:, burn_in:],
+            bootstrap,
+            gamma=cfg["gamma"],
+            n=cfg["n_step"],
+            rescale=cfg.get("value_rescaling", True),
+            rescale_eps=cfg.get("rescale_eps", 1e-3),
         )
     action = batch.action[:, burn_in:].long()
     q_taken = q.gather(-1, action.unsqueeze(-1)).squeeze(-1)
     td = torch.where(valid, target - q_taken, torch.zeros_like(q_taken))
     per_sequence = 0.5 * td.square().sum(dim=1) / valid.sum(dim=1).clamp(min=1)
     loss = (batch.weights * per_sequence).mean()
-    return {"loss": loss, "td_abs": td.detach().abs(), "valid": valid,
-            "q_mean": q_taken.detach()[valid].mean() if valid.any() else torch.zeros(())}
+    return {
+        "loss": loss,
+        "td_abs": td.detach().abs(),
+        "valid": valid,
+        "q_mean": q_taken.detach()[valid].mean() if valid.any() else torch.zeros(()),
+    }
 
 
 def delta_q(module: Any, batch: SequenceTensors) -> tuple[float, float]:
@@ -75,7 +84,7 @@ def delta_q(module: Any, batch: SequenceTensors) -> tuple[float, float]:
     with torch.no_grad():
         stored = unroll(module, "q", batch, batch.state, batch.burn_in)
         fresh = unroll(module, "q", batch, None, batch.burn_in)
-    mask = batch.mask[:, batch.burn_in:]
+    mask = batch.mask[:, batch.burn_in :]
     out = []
     last = mask.long().sum(dim=1) - 1
     for index in (torch.zeros_like(last), last):
@@ -99,8 +108,9 @@ class R2D2Learner(OffPolicyLearner):
         module = self._module[module_id].unwrapped()
         params = list(module.q.parameters())
         optimizer = torch.optim.Adam(params, lr=config.lr, eps=config.r2d2["adam_eps"])
-        self.register_optimizer(module_id=module_id, optimizer=optimizer, params=params,
-                                lr_or_lr_schedule=config.lr)
+        self.register_optimizer(
+            module_id=module_id, optimizer=optimizer, params=params, lr_or_lr_schedule=config.lr
+        )
 
     def learn_on_batch(self, batch: SequenceTensors) -> LearnOutput:
         cfg = self.config.r2d2
@@ -115,9 +125,13 @@ class R2D2Learner(OffPolicyLearner):
         grad_norm = self.optimizer_step(out["loss"], grad_clip=cfg["grad_clip"])
         if (self.updates + 1) % cfg["target_update_period"] == 0:
             module.sync_target()
-        metrics = {"q_loss": out["loss"].detach(), "q_mean": out["q_mean"],
-                   "td_error_abs": out["td_abs"][out["valid"]].mean() if out["valid"].any()
-                   else 0.0, "grad_norm": grad_norm, "importance_weight_mean": batch.weights.mean()}
+        metrics = {
+            "q_loss": out["loss"].detach(),
+            "q_mean": out["q_mean"],
+            "td_error_abs": out["td_abs"][out["valid"]].mean() if out["valid"].any() else 0.0,
+            "grad_norm": grad_norm,
+            "importance_weight_mean": batch.weights.mean(),
+        }
         if dq is not None:
             metrics["delta_q_first"], metrics["delta_q_last"] = dq
         return LearnOutput(metrics=metrics, td_abs=out["td_abs"], td_mask=out["valid"])

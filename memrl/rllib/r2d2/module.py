@@ -37,8 +37,9 @@ from memrl.rllib.r2d2.targets import ape_x_epsilons
 class QHead(nn.Module):
     """Features ``[*lead, in_dim]`` -> Q-values ``[*lead, num_actions]`` (dueling or plain)."""
 
-    def __init__(self, in_dim: int, num_actions: int, hiddens: tuple[int, ...], act: str,
-                 dueling: bool) -> None:
+    def __init__(
+        self, in_dim: int, num_actions: int, hiddens: tuple[int, ...], act: str, dueling: bool
+    ) -> None:
         super().__init__()
         self.dueling = dueling
         body, dim = mlp(in_dim, hiddens, act)
@@ -57,15 +58,24 @@ class QHead(nn.Module):
 class QNetwork(nn.Module):
     """Branch (encoder + core) and Q head."""
 
-    def __init__(self, obs_space: gym.Space, num_actions: int, core: str, core_kwargs: dict,
-                 cfg: ModelConfig, dueling: bool) -> None:
+    def __init__(
+        self,
+        obs_space: gym.Space,
+        num_actions: int,
+        core: str,
+        core_kwargs: dict,
+        cfg: ModelConfig,
+        dueling: bool,
+    ) -> None:
         super().__init__()
         self.branch = Branch(obs_space, core, core_kwargs, cfg)
-        self.head = QHead(self.branch.output_dim, num_actions, cfg.head_hiddens, cfg.activation,
-                          dueling)
+        self.head = QHead(
+            self.branch.output_dim, num_actions, cfg.head_hiddens, cfg.activation, dueling
+        )
 
-    def forward(self, obs: Any, state: dict[str, Tensor] | None, first: Tensor | None
-                ) -> tuple[Tensor, dict[str, Tensor]]:
+    def forward(
+        self, obs: Any, state: dict[str, Tensor] | None, first: Tensor | None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         y, state_out = self.branch(obs, state, first)
         return self.head(y), state_out
 
@@ -86,9 +96,14 @@ class RecurrentQModule(TorchRLModule, InferenceOnlyAPI):
             )
         self.num_actions = int(self.action_space.n)
         self.model_cfg = ModelConfig.from_dict(cfg.get("model"))
-        self.q = QNetwork(self.observation_space, self.num_actions, core,
-                          dict(cfg.get("core_kwargs") or {}), self.model_cfg,
-                          bool(cfg.get("dueling", True)))
+        self.q = QNetwork(
+            self.observation_space,
+            self.num_actions,
+            core,
+            dict(cfg.get("core_kwargs") or {}),
+            self.model_cfg,
+            bool(cfg.get("dueling", True)),
+        )
         if not self.inference_only:
             self.target = copy.deepcopy(self.q)
             self.target.requires_grad_(False)
@@ -115,8 +130,9 @@ class RecurrentQModule(TorchRLModule, InferenceOnlyAPI):
     def configure_actors(self, actor_ids: np.ndarray, num_actors: int) -> None:
         """Ape-X epsilons of this env runner's envs (called by OffPolicyEnvRunner)."""
         cfg = self.model_config or {}
-        eps = ape_x_epsilons(int(num_actors), float(cfg.get("epsilon", 0.4)),
-                             float(cfg.get("epsilon_alpha", 7.0)))
+        eps = ape_x_epsilons(
+            int(num_actors), float(cfg.get("epsilon", 0.4)), float(cfg.get("epsilon_alpha", 7.0))
+        )
         self.epsilons = torch.as_tensor(eps[np.asarray(actor_ids)], dtype=torch.float32)
         seed = cfg.get("seed")
         if seed is not None:
@@ -151,8 +167,9 @@ class RecurrentQModule(TorchRLModule, InferenceOnlyAPI):
         shape = greedy.shape
         explore = torch.rand(shape, generator=self._rng) < eps.view(-1, *[1] * (len(shape) - 1))
         random = torch.randint(0, self.num_actions, shape, generator=self._rng)
-        out[Columns.ACTIONS] = torch.where(explore.to(greedy.device), random.to(greedy.device),
-                                           greedy)
+        out[Columns.ACTIONS] = torch.where(
+            explore.to(greedy.device), random.to(greedy.device), greedy
+        )
         return out
 
     def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:

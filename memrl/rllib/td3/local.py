@@ -46,9 +46,7 @@ def _obs_tensor(obs: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(
-    networks: TD3Networks, make_env: Any, episodes: int, seed: int
-) -> float:
+def evaluate(networks: TD3Networks, make_env: Any, episodes: int, seed: int) -> float:
     """Mean return of the deterministic actor over ``episodes`` episodes (run side by side)."""
     envs = [make_env() for _ in range(episodes)]
     obs = np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(envs)])
@@ -129,9 +127,11 @@ def train_local(
         with torch.no_grad():
             actor, _, next_state = networks.histories(_obs_tensor(obs), None, state, first_t)
             if env_steps < td3.learning_starts:
-                action = scale.env(torch.as_tensor(rng.uniform(-1, 1, (num_envs,
-                                                                       networks.action_dim)),
-                                                   dtype=torch.float32))
+                action = scale.env(
+                    torch.as_tensor(
+                        rng.uniform(-1, 1, (num_envs, networks.action_dim)), dtype=torch.float32
+                    )
+                )
             else:
                 action = gaussian_exploration(
                     networks.actor(actor)[:, 0], scale.low, scale.high, td3.exploration_noise
@@ -181,7 +181,8 @@ def train_local(
             next_eval += eval_every
             score = evaluate(networks, make_env, eval_episodes, seed=10_000 + env_steps)
             result.evaluations.append((env_steps, score))
-            log.info("env steps %d: eval return %.1f (%d updates)", env_steps, score,
-                     result.updates)
+            log.info(
+                "env steps %d: eval return %.1f (%d updates)", env_steps, score, result.updates
+            )
     result.time_s = time.perf_counter() - began
     return networks, result

@@ -87,8 +87,9 @@ class TD3Module(TorchRLModule, InferenceOnlyAPI):
         state = batch[Columns.STATE_IN]
         first = batch.get(FIRST)
         if first is None:
-            first = torch.zeros(obs.shape[:2] if isinstance(obs, Tensor) else (1, 1),
-                                dtype=torch.bool)
+            first = torch.zeros(
+                obs.shape[:2] if isinstance(obs, Tensor) else (1, 1), dtype=torch.bool
+            )
         actor, _, next_state = nets.histories(obs, None, state, first.to(torch.bool))
         return nets.actor(actor), next_state
 
@@ -111,9 +112,7 @@ class TD3Module(TorchRLModule, InferenceOnlyAPI):
                 unit = torch.rand(action.shape, device=action.device) * 2 - 1
                 action = scale.env(unit)
             else:
-                action = gaussian_exploration(
-                    action, scale.low, scale.high, self.exploration_noise
-                )
+                action = gaussian_exploration(action, scale.low, scale.high, self.exploration_noise)
             return self._output(action, next_state)
 
     def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:

@@ -127,9 +127,7 @@ class QHead(nn.Module):
 
 def _sub_state(state: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
     return {
-        k[len(prefix) :]: v
-        for k, v in state.items()
-        if k.startswith(prefix) and k != PREV_ACTION
+        k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix) and k != PREV_ACTION
     }
 
 
@@ -194,9 +192,9 @@ class TD3Networks(nn.Module):
             QHead(feat, self.action_dim, cfg.head_hiddens, cfg.activation) for _ in range(2)
         )
         self.stateful = self.critic_history.stateful
-        self._prefix = {"actor": "", "critic": ""} if shared_core else {
-            "actor": ACTOR, "critic": CRITIC
-        }
+        self._prefix = (
+            {"actor": "", "critic": ""} if shared_core else {"actor": ACTOR, "critic": CRITIC}
+        )
 
     # --- parameters per loss --------------------------------------------------------------------
     def actor_parameters(self) -> list[nn.Parameter]:
@@ -240,8 +238,9 @@ class TD3Networks(nn.Module):
         return state
 
     # --- forward passes ---------------------------------------------------------------------
-    def _prev_actions(self, action: Tensor | None, state: Mapping[str, Tensor], first: Tensor,
-                      steps: int) -> Tensor:
+    def _prev_actions(
+        self, action: Tensor | None, state: Mapping[str, Tensor], first: Tensor, steps: int
+    ) -> Tensor:
         """Unit-scaled ``a_{t-1}`` ``[B, T, A]``: the stored one for t=0, zero where ``first``."""
         if not self.stateful:
             return first.new_zeros(*first.shape, self.action_dim, dtype=torch.float32)

@@ -77,7 +77,9 @@ class TD3Hyperparameters:
         for name in ("target_noise", "target_noise_clip", "exploration_noise"):
             _check(name, getattr(self, name), getattr(self, name) >= 0, ">= 0")
         for name, low in (
-            ("policy_delay", 1), ("batch_size", 1), ("learning_starts", 0),
+            ("policy_delay", 1),
+            ("batch_size", 1),
+            ("learning_starts", 0),
             ("updates_per_iteration", 1),
         ):
             value = getattr(self, name)
@@ -122,6 +124,7 @@ class UpdateResult:
 
 def batch_tensors(batch: SequenceBatch, device: torch.device | str = "cpu") -> dict[str, Any]:
     """A SequenceBatch as tensors on ``device`` (floats float32, flags bool)."""
+
     def tensor(x: np.ndarray, dtype: torch.dtype | None = None) -> Tensor:
         return torch.as_tensor(np.asarray(x), device=device, dtype=dtype)
 
@@ -154,9 +157,7 @@ def as_tensor_dict(batch: Any, device: torch.device | str = "cpu") -> dict[str, 
         return batch_tensors(batch, device)
     out: dict[str, Any] = {name: getattr(batch, name) for name in _FIELDS}
     out["action"] = out["action"].float()
-    out["state"] = {
-        k: v if k.endswith("_mask") else v.float() for k, v in batch.state.items()
-    }
+    out["state"] = {k: v if k.endswith("_mask") else v.float() for k, v in batch.state.items()}
     out["burn_in"] = int(batch.burn_in)
     return out
 

@@ -282,7 +282,8 @@ class OffPolicyAlgorithm(Algorithm):
                     dead.add((report["shard"], report["dead"]))
                 self._unsent_dropped[report["shard"]] = report["unsent_dropped"]
             for shard, incarnation in sorted(dead):
-                sup.recover(shard, incarnation)
+                cause = RuntimeError("an env runner's write found it dead")
+                sup.recover(shard, incarnation, cause)
             if not dead:
                 break
             if attempt == 2:

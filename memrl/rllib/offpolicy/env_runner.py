@@ -51,7 +51,8 @@ class OffPolicyEnvRunner(SingleAgentEnvRunner):
         ids, total = actor_indices(self.worker_index, config.num_env_runners, self.num_envs)
         self.actor_ids, self.num_actors = ids, total
         configure = getattr(self.module, "configure_actors", None)
-        if configure is not None:
+        # The driver's local runner has no envs beside remote runners: it never explores.
+        if configure is not None and self.num_envs > 0 and total > 0:
             configure(ids, total)
 
     def _new_episode(self, env_index, episodes=None):  # noqa: ANN001 (RLlib's signature)

@@ -83,3 +83,52 @@ def test_killed_replay_shard_is_restored_and_its_unsaved_tail_counted(
         assert len(warnings) == 1 and f"{expected_lost} steps lost" in warnings[0], warnings
     finally:
         algo.stop()
+
+
+def _records(t: int, envs: int) -> dict:
+    import numpy as np
+
+    return {
+        "obs": np.full((envs, 3), t, dtype=np.float32),
+        "action": np.full(envs, t % 2, dtype=np.int64),
+        "reward": np.zeros(envs, dtype=np.float32),
+        "terminated": np.zeros(envs, dtype=bool),
+        "truncated": np.zeros(envs, dtype=bool),
+        "first": np.full(envs, t == 0),
+    }
+
+
+@pytest.mark.timeout(120)
+def test_shard_client_keeps_a_dead_shards_chunks_in_order_and_resends_them(local_ray):
+    from memrl.replay import ChunkConfig, ChunkWriter, ReplayConfig
+    from memrl.replay.distributed import start_shard
+    from memrl.rllib.offpolicy.replay_client import ShardClient
+
+    config = ReplayConfig(capacity=256, max_streams=2, burn_in=0, seq_len=4, obs_shape=(3,),
+                          obs_dtype="float32", action_shape=(), action_dtype="int64", seed=0)
+    chunker = ChunkWriter(2, ChunkConfig(4, 0), streams=[11, 12])
+    first = start_shard(0, config, {}, num_cpus=0)
+    client = ShardClient(0, first, 0, max_in_flight=2, max_buffered_chunks=3)
+    client.add([c for t in range(8) for c in chunker.add(_records(t, 2))])  # 4 chunks
+    client.flush()
+    acks = client.drain_acks()
+    assert [a[0] for a in acks] == [0] * 4 and sum(a[1] for a in acks) == 16
+    assert client.drain_acks() == []
+
+    ray.kill(first, no_restart=True)
+    later = [c for t in range(8, 16) for c in chunker.add(_records(t, 2))]  # 4 chunks
+    client.add(later)  # no raise: kept for the restored shard (one dropped: buffer holds 3)
+    client.flush()
+    assert client.dead == 0 and client.drain_acks() == []
+    assert client.buffered_chunks == 3 and client.dropped_steps == 4
+
+    second = start_shard(0, config, {}, num_cpus=0)  # an empty "restored" shard
+    client.set_shard(second, 1)
+    client.flush()
+    acks = client.drain_acks()
+    assert client.dead is None and client.buffered_chunks == 0
+    assert [a[0] for a in acks] == [1] * 3 and sum(a[1] for a in acks) == 12
+    assert client.steps_resent == 12
+    # The three kept chunks are stored (re-sent with allow_gap: the dropped one is a gap).
+    assert ray.get(second.stats.remote())["steps"] == 12
+    ray.kill(second, no_restart=True)

@@ -4,7 +4,7 @@ Data flows one way, env runners -> replay shards -> learner; weights flow back::
 
     OffPolicyEnvRunner.sample_to_replay      (explore with the module; one stream per env)
         episodes -> EpisodeStreams -> Chunk (seq_len steps, overlap chunk_overlap)
-        -> ReplayWriter -> shard worker_index % num_shards
+        -> ShardClient -> shard worker_index % num_shards   (acks back to the driver)
     OffPolicyLearner.train_from_replay(n)    (PrefetchSampler: burn_in + T steps + stored state)
         SequenceBatch -> SequenceTensors -> learn_on_batch(batch) -> LearnOutput
         -> priorities back to the shards
@@ -20,7 +20,7 @@ API for an algorithm built on it:
   ``training(...)`` keys. Shared keys: ``config.offpolicy(replay={...}, sequence_batch_size=,
   min_replay_steps=, updates_per_iteration=)``; replay keys: capacity, burn_in, seq_len,
   state_storage, prioritized, alpha, beta, eta, num_shards, chunk_overlap, prefetch,
-  checkpoint_every, rollout_fragment_length.
+  checkpoint_every, rollout_fragment_length, checkpoint_every_steps, checkpoint_dir.
 * ``class MyAlgo(OffPolicyAlgorithm)`` with ``get_default_config()`` returning ``MyConfig``.
 * ``class MyLearner(OffPolicyLearner)``:
 
@@ -40,8 +40,11 @@ API for an algorithm built on it:
 
 Metrics: ``env_runners/*`` as PPO's (episode return/length, env steps), ``learners/default_policy/
 *`` (the hook's, ``num_updates``, ``learner_idle_fraction``, ``replay_wait_s``), ``replay/*``
-(steps, valid_starts, streams, dropped_steps). ``save_to_path``/``restore_from_path`` include the
-replay (``<checkpoint>/replay``).
+(steps, valid_starts, streams, dropped_steps; fault tolerance: restarts, steps_lost, checkpoints,
+unsaved_steps, failed_shards, unsent_dropped_steps). ``save_to_path``/``restore_from_path``
+include the replay (``<checkpoint>/replay``). The shards belong to a ``ShardSupervisor``: a dead
+shard actor is restored from its last Arrow checkpoint and training continues (see
+:mod:`memrl.rllib.offpolicy.algorithm`).
 """
 
 from memrl.rllib.offpolicy.algorithm import (

@@ -81,8 +81,10 @@ def test_killed_replay_shard_is_restored_and_its_unsaved_tail_counted(
         warnings = [r.getMessage() for r in caplog.records if "replay shard 1 died" in
                     r.getMessage()]
         assert len(warnings) == 1 and f"{expected_lost} steps lost" in warnings[0], warnings
+        assert list((tmp_path / "ft").glob("run_*/shard_1"))  # the checkpoints restored from
     finally:
         algo.stop()
+    assert not list((tmp_path / "ft").glob("run_*"))  # removed with the algorithm
 
 
 def _records(t: int, envs: int) -> dict:

@@ -13,8 +13,9 @@ Saving the algorithm (``save_to_path``) also checkpoints the replay shards into
 a resumed run continues with its data.
 
 Fault tolerance: the shard actors belong to a :class:`memrl.replay.supervisor.ShardSupervisor`
-that checkpoints each shard to Arrow (``replay.checkpoint_dir``, default ``<logdir>/
-replay_shards``) once ``replay.checkpoint_every_steps`` acknowledged steps are unsaved in it. A
+that checkpoints each shard to Arrow (in a fresh ``run_*`` folder under
+``replay.checkpoint_dir``, default ``<logdir>/replay_shards``, removed when the algorithm stops)
+once ``replay.checkpoint_every_steps`` acknowledged steps are unsaved in it. A
 shard actor that dies is restored from its last checkpoint: the env runners' writers
 (:class:`memrl.rllib.offpolicy.replay_client.ShardClient`) keep what the dead actor did not
 acknowledge and re-send it once the driver pushes them the new handle table; the learner in the
@@ -26,6 +27,8 @@ after its last checkpoint are lost; they are logged (a warning naming the shard)
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -214,9 +217,12 @@ class OffPolicyAlgorithm(Algorithm):
             seed=cfg.seed,
         )
         every = int(cfg.replay_setting("checkpoint_every_steps"))
-        directory = cfg.replay_setting("checkpoint_dir")
-        if directory is None:
-            directory = Path(self.logdir) / "replay_shards"
+        base = Path(cfg.replay_setting("checkpoint_dir") or Path(self.logdir) / "replay_shards")
+        base.mkdir(parents=True, exist_ok=True)
+        # One folder per algorithm instance: a restarted Tune trial (same logdir) or a second
+        # run with the same checkpoint_dir must not find this one's checkpoints.
+        directory = Path(tempfile.mkdtemp(prefix="run_", dir=base))
+        self._fault_dir = directory
         # Shards mostly wait on calls: they take no CPU slot from env runners and learners.
         self.supervisor = ShardSupervisor(
             num_shards,
@@ -399,4 +405,7 @@ class OffPolicyAlgorithm(Algorithm):
                 log.debug("detaching the replay failed", exc_info=True)
             supervisor.shutdown()
             self.supervisor = None
+            # Its checkpoints only serve restarts within this run (resuming uses the
+            # algorithm's checkpoint, which holds the replay).
+            shutil.rmtree(self._fault_dir, ignore_errors=True)
         super().cleanup()

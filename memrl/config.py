@@ -183,7 +183,8 @@ class ReplaySection(_Section):
         50000, ge=0, description="fault tolerance: checkpoint a shard every N new steps (0 = never)"
     )
     checkpoint_dir: str | None = Field(
-        None, description="fault-tolerance checkpoints dir (null = <logdir>/replay_shards)"
+        None,
+        description="fault-tolerance checkpoints dir (null = <output_dir>/replay_shards/<name>)",
     )
 
     @model_validator(mode="after")
@@ -194,9 +195,12 @@ class ReplaySection(_Section):
             )
         return self
 
-    def offpolicy_kwargs(self) -> dict[str, Any]:
-        """The ``replay`` dict of ``OffPolicyConfig.offpolicy``."""
-        return self.model_dump()
+    def offpolicy_kwargs(self, default_checkpoint_dir: Path | None = None) -> dict[str, Any]:
+        """The ``replay`` dict of ``OffPolicyConfig.offpolicy`` (``checkpoint_dir`` filled in)."""
+        data = self.model_dump()
+        if data["checkpoint_dir"] is None and default_checkpoint_dir is not None:
+            data["checkpoint_dir"] = str(default_checkpoint_dir)
+        return data
 
 
 Auto = Literal["auto"]
@@ -306,6 +310,11 @@ class TrainConfig(_Section):
     def checkpoint_dir(self) -> Path:
         """Absolute folder holding this run's checkpoints."""
         return Path(self.output_dir).expanduser().resolve() / "checkpoints" / self.name
+
+    @property
+    def replay_checkpoint_dir(self) -> Path:
+        """Where an off-policy run's replay shards checkpoint for fault tolerance by default."""
+        return Path(self.output_dir).expanduser().resolve() / "replay_shards" / self.name
 
     def to_yaml_dict(self) -> dict[str, Any]:
         """Plain data that :func:`config_from_dict` turns back into an equal config."""

@@ -198,9 +198,7 @@ class PrefetchSampler:
             if self._mass.sum() <= 0:
                 raise ValueError("replay has no valid sequence start in any shard yet")
         counts = self._rng.multinomial(self.batch_size, self._mass / self._mass.sum())
-        round_ = [
-            (i, self.shards[i].sample.remote(int(n))) for i, n in enumerate(counts) if n > 0
-        ]
+        round_ = [(i, self.shards[i].sample.remote(int(n))) for i, n in enumerate(counts) if n > 0]
         self._rounds.append(round_)
 
     def next(self) -> SequenceBatch:

@@ -288,7 +288,11 @@ class ShardSupervisor:
         )
         log.warning(
             "replay shard %d died (%s); restored from %s; %d steps lost (%d over all restarts)",
-            state.index, _describe(cause), source, lost, state.steps_lost,
+            state.index,
+            _describe(cause),
+            source,
+            lost,
+            state.steps_lost,
         )
 
     def _restore(self, state: _ShardState, handle: Any) -> None:
@@ -317,7 +321,9 @@ class ShardSupervisor:
             state.steps_lost += stored
             log.warning(
                 "replay shard %d: a late acknowledgement adds %d lost steps (%d in all)",
-                shard, stored, state.steps_lost,
+                shard,
+                stored,
+                state.steps_lost,
             )
 
     def poll(self) -> None:
@@ -544,9 +550,7 @@ class SupervisedWriter:
             self._send(chunk, resent=True)
             self.steps_resent += len(chunk)
         if resend:
-            log.info(
-                "replay shard %d: re-sent %d in-flight chunks", self.shard_index, len(resend)
-            )
+            log.info("replay shard %d: re-sent %d in-flight chunks", self.shard_index, len(resend))
 
 
 class SupervisedSampler(PrefetchSampler):

@@ -29,19 +29,33 @@ def _updates(algo) -> int:
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-def test_killed_replay_shard_is_restored_and_its_unsaved_tail_counted(
-    tmp_path, local_ray, caplog
-):
+def test_killed_replay_shard_is_restored_and_its_unsaved_tail_counted(tmp_path, local_ray, caplog):
     config = r2d2_config(
-        env="memrl/TMaze-v0", env_config=TMAZE, core="gru", core_kwargs={"hidden_size": 16},
-        model={"encoder_hiddens": [16]}, lr=1e-3,
+        env="memrl/TMaze-v0",
+        env_config=TMAZE,
+        core="gru",
+        core_kwargs={"hidden_size": 16},
+        model={"encoder_hiddens": [16]},
+        lr=1e-3,
         r2d2={"gamma": 0.9, "n_step": 2, "target_update_period": 20},
-        replay={"capacity": 4096, "burn_in": 2, "seq_len": 8, "chunk_overlap": 4,
-                "rollout_fragment_length": 16, "num_shards": 2,
-                "checkpoint_every_steps": 48, "checkpoint_dir": str(tmp_path / "ft")},
-        batch_size=8, learning_starts=32, updates_per_iteration=2,
-        num_env_runners=1, num_envs_per_env_runner=2, num_learners=0,
-        num_gpus_per_learner=0, seed=0,
+        replay={
+            "capacity": 4096,
+            "burn_in": 2,
+            "seq_len": 8,
+            "chunk_overlap": 4,
+            "rollout_fragment_length": 16,
+            "num_shards": 2,
+            "checkpoint_every_steps": 48,
+            "checkpoint_dir": str(tmp_path / "ft"),
+        },
+        batch_size=8,
+        learning_starts=32,
+        updates_per_iteration=2,
+        num_env_runners=1,
+        num_envs_per_env_runner=2,
+        num_learners=0,
+        num_gpus_per_learner=0,
+        seed=0,
     )
     algo = config.build_algo()
     try:
@@ -78,8 +92,9 @@ def test_killed_replay_shard_is_restored_and_its_unsaved_tail_counted(
         assert rows[victim]["size"] > checkpoint_steps
         assert _updates(algo) > updates_before
         assert result["learners"]["default_policy"]["num_updates"] == _updates(algo)
-        warnings = [r.getMessage() for r in caplog.records if "replay shard 1 died" in
-                    r.getMessage()]
+        warnings = [
+            r.getMessage() for r in caplog.records if "replay shard 1 died" in r.getMessage()
+        ]
         assert len(warnings) == 1 and f"{expected_lost} steps lost" in warnings[0], warnings
         assert list((tmp_path / "ft").glob("run_*/shard_1"))  # the checkpoints restored from
     finally:
@@ -106,8 +121,17 @@ def test_shard_client_keeps_a_dead_shards_chunks_in_order_and_resends_them(local
     from memrl.replay.distributed import start_shard
     from memrl.rllib.offpolicy.replay_client import ShardClient
 
-    config = ReplayConfig(capacity=256, max_streams=2, burn_in=0, seq_len=4, obs_shape=(3,),
-                          obs_dtype="float32", action_shape=(), action_dtype="int64", seed=0)
+    config = ReplayConfig(
+        capacity=256,
+        max_streams=2,
+        burn_in=0,
+        seq_len=4,
+        obs_shape=(3,),
+        obs_dtype="float32",
+        action_shape=(),
+        action_dtype="int64",
+        seed=0,
+    )
     chunker = ChunkWriter(2, ChunkConfig(4, 0), streams=[11, 12])
     first = start_shard(0, config, {}, num_cpus=0)
     client = ShardClient(0, first, 0, max_in_flight=2, max_buffered_chunks=3)

@@ -65,8 +65,16 @@ _REPLAY_EXTRA = {
     "checkpoint_every_steps": 50_000,
     "checkpoint_dir": None,
 }
-_REPLAY_FIELDS = ("capacity", "burn_in", "seq_len", "state_storage", "prioritized", "alpha",
-                  "beta", "eta")
+_REPLAY_FIELDS = (
+    "capacity",
+    "burn_in",
+    "seq_len",
+    "state_storage",
+    "prioritized",
+    "alpha",
+    "beta",
+    "eta",
+)
 
 
 def space_layout(space: Any, what: str) -> tuple[tuple[int, ...], str]:
@@ -293,8 +301,10 @@ class OffPolicyAlgorithm(Algorithm):
             if not dead:
                 break
             if attempt == 2:
-                log.error("replay shards %s keep dying; their chunks wait for the next iteration",
-                          sorted(s for s, _ in dead))
+                log.error(
+                    "replay shards %s keep dying; their chunks wait for the next iteration",
+                    sorted(s for s, _ in dead),
+                )
                 break
             reports = self._push_shard_table()
         sup.poll()
@@ -338,9 +348,7 @@ class OffPolicyAlgorithm(Algorithm):
         updates = cfg.updates_per_iteration
         self._ensure_attached()
         with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
-            learner_results = self._on_learners(
-                lambda learner: learner.train_from_replay(updates)
-            )
+            learner_results = self._on_learners(lambda learner: learner.train_from_replay(updates))
         self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
         self._ensure_attached()
         self._log_fault_metrics()
@@ -365,7 +373,8 @@ class OffPolicyAlgorithm(Algorithm):
         for key in ("restarts", "steps_lost", "checkpoints", "unsaved_steps", "failed_shards"):
             self.metrics.log_value(("replay", key), float(counters[key]), window=1)
         self.metrics.log_value(
-            ("replay", "unsent_dropped_steps"), float(sum(self._unsent_dropped.values())),
+            ("replay", "unsent_dropped_steps"),
+            float(sum(self._unsent_dropped.values())),
             window=1,
         )
 

@@ -20,9 +20,7 @@ from memrl.replay import ChunkConfig
 log = logging.getLogger(__name__)
 
 
-def actor_indices(
-    worker_index: int, num_env_runners: int, num_envs: int
-) -> tuple[np.ndarray, int]:
+def actor_indices(worker_index: int, num_env_runners: int, num_envs: int) -> tuple[np.ndarray, int]:
     """Global actor ids of one env runner's envs and the number of actors in the algorithm.
 
     Every env of every sampling env runner is one actor (Ape-X numbering): remote runner ``w``

@@ -66,8 +66,9 @@ class SequenceTensors:
             state={k: put(v) for k, v in batch.state.items()},
             # PER weights normalised by the batch's largest (Schaul et al. 2016): the replay
             # normalises by the largest possible weight, which one floored priority makes huge.
-            weights=put(batch.weights / max(float(np.max(batch.weights, initial=0.0)), 1e-12))
-            .float(),
+            weights=put(
+                batch.weights / max(float(np.max(batch.weights, initial=0.0)), 1e-12)
+            ).float(),
             burn_in=int(batch.burn_in),
             source=batch,
         )
@@ -152,9 +153,13 @@ class OffPolicyLearner(TorchLearner):
         if grad_clip is not None:
             norm = torch.nn.utils.clip_grad_norm_(grads, grad_clip)
         else:
-            norm = torch.linalg.vector_norm(
-                torch.stack([torch.linalg.vector_norm(p.grad) for p in grads])
-            ) if grads else torch.zeros(())
+            norm = (
+                torch.linalg.vector_norm(
+                    torch.stack([torch.linalg.vector_norm(p.grad) for p in grads])
+                )
+                if grads
+                else torch.zeros(())
+            )
         optimizer.step()
         return float(norm)
 

@@ -113,7 +113,9 @@ class ShardClient:
         if resend:
             log.info(
                 "replay shard %d (incarnation %d): re-sent %d chunks kept while it was down",
-                self.shard_index, incarnation, len(resend),
+                self.shard_index,
+                incarnation,
+                len(resend),
             )
 
     def _send(self, chunk: Chunk, resent: bool) -> None:
@@ -132,7 +134,9 @@ class ShardClient:
             if self.dead is None:
                 log.warning(
                     "replay shard %d (incarnation %d) is dead (%s); keeping its chunks until "
-                    "the driver restores it", self.shard_index, incarnation,
+                    "the driver restores it",
+                    self.shard_index,
+                    incarnation,
                     str(err).splitlines()[0] if str(err) else type(err).__name__,
                 )
             self.dead = incarnation
@@ -152,5 +156,8 @@ class ShardClient:
             log.warning(
                 "replay shard %d is down and %d chunks are waiting: dropped the oldest "
                 "(%d steps; %d dropped so far)",
-                self.shard_index, self.max_buffered_chunks, len(old), self.dropped_steps,
+                self.shard_index,
+                self.max_buffered_chunks,
+                len(old),
+                self.dropped_steps,
             )

@@ -156,7 +156,7 @@ def build_r2d2_config(cfg: Any, resources: Any) -> R2D2Config:
         model=dict(cfg.model.network),
         lr=section.lr,
         r2d2=section.r2d2_kwargs(),
-        replay=cfg.replay.offpolicy_kwargs(),
+        replay=cfg.replay.offpolicy_kwargs(cfg.replay_checkpoint_dir),
         batch_size=section.batch_size,
         learning_starts=section.learning_starts,
         updates_per_iteration=section.updates_per_iteration,

@@ -154,7 +154,7 @@ def build_td3_config(cfg: Any, resources: Any) -> TD3Config:
         core_kwargs=dict(cfg.model.core_kwargs),
         model=dict(cfg.model.network),
         td3=cfg.td3.model_dump(),
-        replay=cfg.replay.offpolicy_kwargs(),
+        replay=cfg.replay.offpolicy_kwargs(cfg.replay_checkpoint_dir),
         num_env_runners=resources.num_env_runners,
         num_envs_per_env_runner=resources.num_envs_per_env_runner,
         num_learners=resources.num_learners,

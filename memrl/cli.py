@@ -13,8 +13,14 @@ from memrl.bench import BENCHMARKS
 
 
 def _bench(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="memrl bench", description="Run a benchmark.")
+    # No help on this parser: `memrl bench NAME --help` must reach the benchmark's own parser.
+    parser = argparse.ArgumentParser(
+        prog="memrl bench", description="Run a benchmark.", add_help=False
+    )
     parser.add_argument("name", choices=sorted(BENCHMARKS))
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0
     known, rest = parser.parse_known_args(argv)
     module = importlib.import_module(BENCHMARKS[known.name])
     sub = argparse.ArgumentParser(prog=f"memrl bench {known.name}")

@@ -153,7 +153,24 @@ def test_relit_claims_are_ratios_of_the_rows():
         },
     ]
     lines = bench.relit_claims(rows)
-    assert "max/min = 1.10 (flat" in lines[0]
+    assert "context 128 over context 64: 1.10x (flat" in lines[0]
+    assert "GTrXL's grows 2.0x" in lines[0]
     assert "memory_len=64: AReLiT/GTrXL step latency 0.50 (claim <= 0.6: holds)" in lines[1]
     assert "state bytes 0.600 (claim < 0.5: fails)" in lines[1]
     assert "step latency 0.28 (claim <= 0.6: holds), state bytes 0.300" in lines[2]
+
+
+def test_relit_claims_flags_latency_growing_with_context():
+    rows = [
+        {
+            "core": "arelit",
+            "context": c,
+            "device": "cpu",
+            "step_latency_us": us,
+            "state_bytes": 600,
+            "skipped": None,
+        }
+        for c, us in ((64, 50.0), (256, 40.0), (1024, 80.0))
+    ]
+    # The dip at 256 is noise; what counts is 1024 against 64: 1.6x.
+    assert "1.60x (NOT flat" in bench.relit_claims(rows)[0]

@@ -123,7 +123,11 @@ def build_ppo_config(
             # window from the M steps before it: the episode chunk must carry them.
             episode_lookback_horizon=max(1, memory_len),
         )
-        .learners(num_learners=num_learners, num_gpus_per_learner=num_gpus_per_learner)
+        .learners(
+            num_learners=num_learners,
+            num_gpus_per_learner=num_gpus_per_learner,
+            learner_class=MemoryPPOTorchLearner,
+        )
         .rl_module(
             rl_module_spec=RLModuleSpec(
                 module_class=MemoryActorCritic,
@@ -135,7 +139,7 @@ def build_ppo_config(
                 },
             )
         )
-        .training(learner_class=MemoryPPOTorchLearner, **training)
+        .training(**training)
         .fault_tolerance(
             # Local sampling (num_env_runners=0) has nothing to restart; remote runners are
             # restarted a bounded number of times (preemption), and a crash inside an env is an

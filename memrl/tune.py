@@ -50,7 +50,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -69,26 +69,14 @@ from memrl.config import (
     resolve_config_path,
     resolve_resources,
 )
+from memrl.progress import IterationMetrics
 
 # Not __name__: under `python -m memrl.tune` that is "__main__", outside memrl's log handler.
 log = logging.getLogger("memrl.tune")
 
 SPACES: tuple[str, ...] = ("grid_search", "choice", "uniform", "loguniform", "randint")
-# What a trial reports to Tune each iteration (memrl.progress.IterationMetrics fields).
-REPORTED: tuple[str, ...] = (
-    "iteration",
-    "env_steps",
-    "time_s",
-    "steps_per_s",
-    "episode_return_mean",
-    "episode_len_mean",
-    "policy_loss",
-    "vf_loss",
-    "entropy",
-    "q_loss",
-    "critic_loss",
-    "actor_loss",
-)
+# What a trial reports to Tune each iteration: every headline number of the progress line.
+REPORTED: tuple[str, ...] = tuple(f.name for f in fields(IterationMetrics))
 CORE_KEY = "model.core"
 CORE_KWARGS_KEY = "model.core_kwargs"
 _BRANCH = "__core__"  # param-spec key of the per-core grid
@@ -404,7 +392,7 @@ def train_trial(config: dict[str, Any], base: dict[str, Any], experiment: str) -
     """
     from ray import tune
 
-    from memrl.progress import IterationMetrics, RunLog, flatten, steps_this_iter
+    from memrl.progress import RunLog, flatten, steps_this_iter
     from memrl.train import build_algorithm, setup_logging
 
     variant = Variant(**config["variant"])

@@ -36,6 +36,7 @@ import numpy as np
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.core import DEFAULT_MODULE_ID
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.metrics import (
     ENV_RUNNER_RESULTS,
     ENV_RUNNER_SAMPLING_TIMER,
@@ -104,6 +105,62 @@ class OffPolicyConfig(AlgorithmConfig):
         self.env_runner_cls = OffPolicyEnvRunner
         # The carry before a continued fragment's first step lives in its lookback buffer.
         self.episode_lookback_horizon = 1
+
+    def memory_agent(
+        self,
+        *,
+        env: str,
+        env_config: dict,
+        module_class: type,
+        core: str,
+        core_kwargs: dict,
+        model: dict,
+        module_settings: dict[str, Any],
+        num_env_runners: int,
+        num_envs_per_env_runner: int,
+        num_learners: int,
+        num_gpus_per_learner: float,
+        seed: int | None,
+    ) -> OffPolicyConfig:
+        """What every memrl off-policy algorithm sets alike: the new API stack, ``env`` through
+        memrl's env creator, compact per-step state on the env runners, ``module_class`` over
+        ``core`` (``module_settings`` join core, core_kwargs and model in its model_config), no
+        env-runner restarts (the replay supervisor owns recovery) and the seed.
+
+        Raises ValueError for a core that is neither registered nor ``"mlp"``.
+        """
+        from memrl.models import CORES
+        from memrl.rllib.env import register_rllib_env
+        from memrl.rllib.memoryless import MEMORYLESS
+        from memrl.rllib.offpolicy import compact_state_env_runner_kwargs
+        from memrl.rllib.ppo import window_memory_len
+
+        if core not in (*CORES, MEMORYLESS):
+            raise ValueError(f"core must be one of {[*CORES, MEMORYLESS]}, got {core!r}")
+        memory_len = window_memory_len(core, dict(core_kwargs))
+        model_config = {"core": core, "core_kwargs": dict(core_kwargs), "model": dict(model)}
+        return (
+            self.api_stack(
+                enable_rl_module_and_learner=True, enable_env_runner_and_connector_v2=True
+            )
+            .framework("torch")
+            .environment(env=register_rllib_env(env), env_config=dict(env_config))
+            .env_runners(
+                num_env_runners=num_env_runners,
+                num_envs_per_env_runner=num_envs_per_env_runner,
+                **compact_state_env_runner_kwargs(memory_len),
+            )
+            .learners(num_learners=num_learners, num_gpus_per_learner=num_gpus_per_learner)
+            .rl_module(
+                rl_module_spec=RLModuleSpec(
+                    module_class=module_class, model_config={**model_config, **module_settings}
+                )
+            )
+            .fault_tolerance(
+                restart_failed_env_runners=False, restart_failed_sub_environments=False
+            )
+            .debugging(seed=seed)
+        )
 
     def offpolicy(
         self,

@@ -7,16 +7,11 @@ from typing import Any
 from ray.rllib.algorithms.algorithm_config import NotProvided
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-from memrl.models import CORES
-from memrl.rllib.env import register_rllib_env
-from memrl.rllib.memoryless import MEMORYLESS
 from memrl.rllib.model_config import ModelConfig
 from memrl.rllib.offpolicy import (
     OffPolicyAlgorithm,
     OffPolicyConfig,
-    compact_state_env_runner_kwargs,
 )
-from memrl.rllib.ppo import window_memory_len
 from memrl.rllib.r2d2.learner import R2D2Learner
 from memrl.rllib.r2d2.module import RecurrentQModule
 
@@ -99,35 +94,28 @@ def r2d2_config(
     r2d2: keys of ``R2D2_DEFAULTS``; replay: see :meth:`OffPolicyConfig.offpolicy`.
     Raises ValueError for an unknown core, model key, r2d2 key or replay key.
     """
-    if core not in (*CORES, MEMORYLESS):
-        raise ValueError(f"core must be one of {[*CORES, MEMORYLESS]}, got {core!r}")
     ModelConfig.from_dict(model)
     settings = {**R2D2_DEFAULTS, **r2d2}
-    memory_len = window_memory_len(core, dict(core_kwargs))
-    config = (
+    return (
         R2D2Config()
-        .api_stack(enable_rl_module_and_learner=True, enable_env_runner_and_connector_v2=True)
-        .framework("torch")
-        .environment(env=register_rllib_env(env), env_config=dict(env_config))
-        .env_runners(
+        .memory_agent(
+            env=env,
+            env_config=env_config,
+            module_class=RecurrentQModule,
+            core=core,
+            core_kwargs=core_kwargs,
+            model=model,
+            module_settings={
+                "dueling": settings["dueling"],
+                "epsilon": settings["epsilon"],
+                "epsilon_alpha": settings["epsilon_alpha"],
+                "seed": seed,
+            },
             num_env_runners=num_env_runners,
             num_envs_per_env_runner=num_envs_per_env_runner,
-            **compact_state_env_runner_kwargs(memory_len),
-        )
-        .learners(num_learners=num_learners, num_gpus_per_learner=num_gpus_per_learner)
-        .rl_module(
-            rl_module_spec=RLModuleSpec(
-                module_class=RecurrentQModule,
-                model_config={
-                    "core": core,
-                    "core_kwargs": dict(core_kwargs),
-                    "model": dict(model),
-                    "dueling": settings["dueling"],
-                    "epsilon": settings["epsilon"],
-                    "epsilon_alpha": settings["epsilon_alpha"],
-                    "seed": seed,
-                },
-            )
+            num_learners=num_learners,
+            num_gpus_per_learner=num_gpus_per_learner,
+            seed=seed,
         )
         .training(lr=lr, r2d2=r2d2)
         .offpolicy(
@@ -136,10 +124,7 @@ def r2d2_config(
             min_replay_steps=learning_starts,
             updates_per_iteration=updates_per_iteration,
         )
-        .fault_tolerance(restart_failed_env_runners=False, restart_failed_sub_environments=False)
-        .debugging(seed=seed)
     )
-    return config
 
 
 def build_r2d2_config(cfg: Any, resources: Any) -> R2D2Config:

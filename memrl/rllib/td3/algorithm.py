@@ -15,15 +15,10 @@ from typing import Any
 from ray.rllib.algorithms.algorithm_config import NotProvided
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-from memrl.models import CORES
-from memrl.rllib.env import register_rllib_env
-from memrl.rllib.memoryless import MEMORYLESS
 from memrl.rllib.offpolicy import (
     OffPolicyAlgorithm,
     OffPolicyConfig,
-    compact_state_env_runner_kwargs,
 )
-from memrl.rllib.ppo import window_memory_len
 from memrl.rllib.td3.learner import TD3Learner
 from memrl.rllib.td3.module import TD3Module
 from memrl.rllib.td3.update import TD3Hyperparameters
@@ -96,8 +91,6 @@ def td3_config(
         ValueError: an unknown core, model key, td3 key or replay key, a bad value, or an
             empty ``model.head_hiddens``.
     """
-    if core not in (*CORES, MEMORYLESS):
-        raise ValueError(f"core must be one of {[*CORES, MEMORYLESS]}, got {core!r}")
     hp = TD3Hyperparameters.from_dict(td3)
     if "shared_core" in (model or {}):
         raise ValueError("model.network.shared_core is PPO's setting; for TD3 set td3.shared_core")
@@ -106,29 +99,24 @@ def td3_config(
             "TD3 needs non-empty model.network.head_hiddens (e.g. [256, 256]): a Q head linear "
             "in the action gives the actor a constant gradient"
         )
-    memory_len = window_memory_len(core, dict(core_kwargs))
     return (
         TD3Config()
-        .api_stack(enable_rl_module_and_learner=True, enable_env_runner_and_connector_v2=True)
-        .framework("torch")
-        .environment(env=register_rllib_env(env), env_config=dict(env_config))
-        .env_runners(
+        .memory_agent(
+            env=env,
+            env_config=env_config,
+            module_class=TD3Module,
+            core=core,
+            core_kwargs=core_kwargs,
+            model=model,
+            module_settings={
+                "shared_core": hp.shared_core,
+                "exploration_noise": hp.exploration_noise,
+            },
             num_env_runners=num_env_runners,
             num_envs_per_env_runner=num_envs_per_env_runner,
-            **compact_state_env_runner_kwargs(memory_len),
-        )
-        .learners(num_learners=num_learners, num_gpus_per_learner=num_gpus_per_learner)
-        .rl_module(
-            rl_module_spec=RLModuleSpec(
-                module_class=TD3Module,
-                model_config={
-                    "core": core,
-                    "core_kwargs": dict(core_kwargs),
-                    "model": dict(model),
-                    "shared_core": hp.shared_core,
-                    "exploration_noise": hp.exploration_noise,
-                },
-            )
+            num_learners=num_learners,
+            num_gpus_per_learner=num_gpus_per_learner,
+            seed=seed,
         )
         .training(td3=hp.to_dict())
         .offpolicy(
@@ -137,8 +125,6 @@ def td3_config(
             min_replay_steps=hp.learning_starts,
             updates_per_iteration=hp.updates_per_iteration,
         )
-        .fault_tolerance(restart_failed_env_runners=False, restart_failed_sub_environments=False)
-        .debugging(seed=seed)
     )
 
 

@@ -262,13 +262,6 @@ class WindowCore(MemoryCore):
         self, x: Tensor, state: State | None, first: Tensor | None
     ) -> dict[str, Tensor]:
         """``{"memory": [B, T, layers, d]}``: each step's per-layer inputs (what replay stores)."""
-        self._check_x(x)
-        batch, steps = x.shape[:2]
-        if first is None:
-            first = torch.zeros(batch, steps, dtype=torch.bool, device=x.device)
-        self._check_first(first, batch, steps)
-        if state is None:
-            state = self.initial_state(batch, device=x.device)
-        self._check_state(state, batch)
-        _, _, layer_inputs = self._run(x, state, first.to(device=x.device, dtype=torch.bool))
+        state, first = self._checked_inputs(x, state, first)
+        _, _, layer_inputs = self._run(x, state, first)
         return {"memory": layer_inputs.to(self.state_dtype)}

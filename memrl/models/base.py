@@ -120,6 +120,13 @@ class MemoryCore(nn.Module):
         ``state=None`` starts from ``initial_state``; ``first=None`` means no episode starts.
         Raises ValueError on a wrong rank, feature size, ``first`` shape or state layout.
         """
+        state, first = self._checked_inputs(x, state, first)
+        return self._forward(x, state, first)
+
+    def _checked_inputs(
+        self, x: Tensor, state: State | None, first: Tensor | None
+    ) -> tuple[State, Tensor]:
+        """Validate forward's arguments; fill in the defaults; ``first`` as bool on x's device."""
         self._check_x(x)
         batch, steps = x.shape[:2]
         if first is None:
@@ -128,7 +135,7 @@ class MemoryCore(nn.Module):
         if state is None:
             state = self.initial_state(batch, device=x.device)
         self._check_state(state, batch)
-        return self._forward(x, state, first.to(device=x.device, dtype=torch.bool))
+        return state, first.to(device=x.device, dtype=torch.bool)
 
     def _check_x(self, x: Tensor) -> None:
         if not isinstance(x, Tensor) or x.dim() != 3:

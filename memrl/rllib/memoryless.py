@@ -7,6 +7,16 @@ from torch import Tensor, nn
 from memrl.rllib.encoders import mlp
 
 MEMORYLESS = "mlp"
+
+
+def check_core_name(core: object, field: str = "core") -> None:
+    """ValueError naming ``field`` unless ``core`` is a registered core or ``"mlp"``."""
+    from memrl.models import CORES
+
+    if core not in (*CORES, MEMORYLESS):
+        raise ValueError(f"{field} must be one of {[*CORES, MEMORYLESS]}, got {core!r}")
+
+
 # Keyword arguments of the memoryless core and their defaults (the config layer validates these).
 MLP_DEFAULTS: dict[str, int] = {"hidden_size": 64, "num_layers": 1}
 

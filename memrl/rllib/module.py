@@ -28,10 +28,10 @@ from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import Tensor, nn
 
-from memrl.models import CORES, StateSpec, make_core
+from memrl.models import StateSpec, make_core
 from memrl.rllib.encoders import build_encoder, mlp
 from memrl.rllib.heads import PolicyHead
-from memrl.rllib.memoryless import MEMORYLESS, MLPCore
+from memrl.rllib.memoryless import MEMORYLESS, MLPCore, check_core_name
 from memrl.rllib.model_config import ModelConfig
 
 # Batch column: [B, T] bool, True where an episode starts.
@@ -67,10 +67,7 @@ class MemoryActorCritic(TorchRLModule, ValueFunctionAPI):
     def setup(self) -> None:
         cfg = self.model_config or {}
         core = cfg.get("core")
-        if core not in (*CORES, MEMORYLESS):
-            raise ValueError(
-                f"model_config['core'] must be one of {[*CORES, MEMORYLESS]}, got {core!r}"
-            )
+        check_core_name(core, "model_config['core']")
         core_kwargs = dict(cfg.get("core_kwargs") or {})
         self.model_cfg = ModelConfig.from_dict(cfg.get("model"))
         act = self.model_cfg.activation

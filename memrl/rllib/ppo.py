@@ -10,11 +10,11 @@ from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-from memrl.models import CORES, make_core
+from memrl.models import make_core
 from memrl.rllib.connectors import env_to_module_pipeline, module_to_env_pieces
 from memrl.rllib.env import register_rllib_env
 from memrl.rllib.learner import MemoryPPOTorchLearner
-from memrl.rllib.memoryless import MEMORYLESS
+from memrl.rllib.memoryless import MEMORYLESS, check_core_name
 from memrl.rllib.model_config import ModelConfig
 from memrl.rllib.module import MemoryActorCritic
 
@@ -86,8 +86,7 @@ def build_ppo_config(
         ValueError: an unknown core, model key or training key (listing the valid ones), or a
             non-positive size.
     """
-    if core not in (*CORES, MEMORYLESS):
-        raise ValueError(f"core must be one of {[*CORES, MEMORYLESS]}, got {core!r}")
+    check_core_name(core)
     ModelConfig.from_dict(model)  # fail here, not inside an env runner
     if not isinstance(max_seq_len, int) or max_seq_len < 1:
         raise ValueError(f"max_seq_len must be a positive int, got {max_seq_len!r}")

@@ -129,14 +129,12 @@ class OffPolicyConfig(AlgorithmConfig):
 
         Raises ValueError for a core that is neither registered nor ``"mlp"``.
         """
-        from memrl.models import CORES
         from memrl.rllib.env import register_rllib_env
-        from memrl.rllib.memoryless import MEMORYLESS
+        from memrl.rllib.memoryless import check_core_name
         from memrl.rllib.offpolicy import compact_state_env_runner_kwargs
         from memrl.rllib.ppo import window_memory_len
 
-        if core not in (*CORES, MEMORYLESS):
-            raise ValueError(f"core must be one of {[*CORES, MEMORYLESS]}, got {core!r}")
+        check_core_name(core)
         memory_len = window_memory_len(core, dict(core_kwargs))
         model_config = {"core": core, "core_kwargs": dict(core_kwargs), "model": dict(model)}
         return (

@@ -26,9 +26,9 @@ from ray.rllib.core.rl_module.apis import InferenceOnlyAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import Tensor, nn
 
-from memrl.models import CORES, StateSpec
+from memrl.models import StateSpec
 from memrl.rllib.encoders import mlp
-from memrl.rllib.memoryless import MEMORYLESS
+from memrl.rllib.memoryless import check_core_name
 from memrl.rllib.model_config import ModelConfig
 from memrl.rllib.module import FIRST, Branch
 from memrl.rllib.r2d2.targets import ape_x_epsilons
@@ -86,10 +86,7 @@ class RecurrentQModule(TorchRLModule, InferenceOnlyAPI):
     def setup(self) -> None:
         cfg = self.model_config or {}
         core = cfg.get("core")
-        if core not in (*CORES, MEMORYLESS):
-            raise ValueError(
-                f"model_config['core'] must be one of {[*CORES, MEMORYLESS]}, got {core!r}"
-            )
+        check_core_name(core, "model_config['core']")
         if not isinstance(self.action_space, gym.spaces.Discrete):
             raise ValueError(
                 f"recurrent Q-learning needs a Discrete action space, got {self.action_space}"

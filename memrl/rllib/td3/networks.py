@@ -34,9 +34,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from memrl.models import CORES, StateSpec, make_core
+from memrl.models import StateSpec, make_core
 from memrl.rllib.encoders import build_encoder, mlp
-from memrl.rllib.memoryless import MEMORYLESS, MLPCore
+from memrl.rllib.memoryless import MEMORYLESS, MLPCore, check_core_name
 from memrl.rllib.model_config import ModelConfig
 
 ACTOR = "actor/"
@@ -158,8 +158,7 @@ class TD3Networks(nn.Module):
     ) -> None:
         super().__init__()
         space = check_action_space(action_space)
-        if core not in (*CORES, MEMORYLESS):
-            raise ValueError(f"core must be one of {[*CORES, MEMORYLESS]}, got {core!r}")
+        check_core_name(core)
         network = dict(network or {})
         if "shared_core" in network:
             raise ValueError(

@@ -188,9 +188,13 @@ class PrefetchSampler:
     def refresh(self) -> None:
         """Ask every shard for its totals (used to split the next rounds)."""
         for i, stats in enumerate(call_all(self.shards, "stats")):
-            self._total[i] = stats["total_priority"]
-            self._count[i] = stats["valid_starts"]
-            self._min[i] = stats["min_priority"]
+            self._note_stats(i, stats)
+
+    def _note_stats(self, shard: int, stats: Mapping[str, Any]) -> None:
+        """Remember a shard's totals (from its stats or a sample's info)."""
+        self._total[shard] = stats["total_priority"]
+        self._count[shard] = stats["valid_starts"]
+        self._min[shard] = stats["min_priority"]
 
     def _launch(self) -> None:
         if self._mass.sum() <= 0:
@@ -213,11 +217,13 @@ class PrefetchSampler:
         began = time.perf_counter()
         parts = get_from_shards([r for _, r in round_], [i for i, _ in round_], len(self.shards))
         self.wait_s += time.perf_counter() - began
-        batch = SequenceBatch.concatenate(parts)
         for (shard, _), part in zip(round_, parts, strict=True):
-            self._total[shard] = part.info["total_priority"]
-            self._count[shard] = part.info["valid_starts"]
-            self._min[shard] = part.info["min_priority"]
+            self._note_stats(shard, part.info)
+        return self._merge(parts)
+
+    def _merge(self, parts: list[SequenceBatch]) -> SequenceBatch:
+        """One batch of the shards' parts, importance weights over all shards' totals."""
+        batch = SequenceBatch.concatenate(parts)
         total, count = float(self._total.sum()), int(self._count.sum())
         if self.prioritized:
             batch.weights = importance_weights(

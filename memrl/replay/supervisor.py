@@ -82,7 +82,7 @@ import ray
 from ray.exceptions import RayActorError
 
 from memrl.models.base import StateSpec
-from memrl.replay.batch import Chunk, SequenceBatch, importance_weights
+from memrl.replay.batch import Chunk, SequenceBatch
 from memrl.replay.config import ReplayConfig
 from memrl.replay.distributed import PrefetchSampler, ReplayShardError, start_shard
 from memrl.replay.persist import CheckpointError, manifest_path
@@ -574,11 +574,6 @@ class SupervisedSampler(PrefetchSampler):
         for i, stats in enumerate(self.supervisor.call_all("stats")):
             self._note_stats(i, stats)
 
-    def _note_stats(self, shard: int, stats: Mapping[str, Any]) -> None:
-        self._total[shard] = stats["total_priority"]
-        self._count[shard] = stats["valid_starts"]
-        self._min[shard] = stats["min_priority"]
-
     def _issue(self, n: int, exclude: frozenset[int] = frozenset()) -> list[tuple]:
         mass = self._mass.copy()
         mass[list(exclude)] = 0.0
@@ -631,13 +626,7 @@ class SupervisedSampler(PrefetchSampler):
             parts.append((shard, incarnation, part))
             self._note_stats(shard, part.info)
         self.wait_s += time.perf_counter() - began
-        batch = SequenceBatch.concatenate([p for _, _, p in parts])
-        total, count = float(self._total.sum()), int(self._count.sum())
-        if self.prioritized:
-            batch.weights = importance_weights(
-                batch.priority, total, count, float(self._min.min()), self.beta
-            )
-        batch.info = {"total_priority": total, "valid_starts": float(count)}
+        batch = self._merge([p for _, _, p in parts])
         # Which actor each row came from, so that updates skip actors that died since.
         batch._incarnation = np.concatenate(  # type: ignore[attr-defined]
             [np.full(len(p), inc, dtype=np.int64) for _, inc, p in parts]

@@ -182,7 +182,8 @@ def build_algorithm(cfg: TrainConfig, resume: Path | None = None) -> Any:
     return algo
 
 
-def _should_stop(cfg: TrainConfig, iteration: int, env_steps: int, time_s: float) -> str | None:
+def stop_reason(cfg: TrainConfig, iteration: int, env_steps: int, time_s: float) -> str | None:
+    """Which ``stop`` condition a run at this point has met (None: go on)."""
     stop = cfg.stop
     if stop.iterations is not None and iteration >= stop.iterations:
         return f"stop.iterations={stop.iterations} reached"
@@ -191,6 +192,23 @@ def _should_stop(cfg: TrainConfig, iteration: int, env_steps: int, time_s: float
     if stop.time_s is not None and time_s >= stop.time_s:
         return f"stop.time_s={stop.time_s} reached"
     return None
+
+
+def run_iteration(
+    algo: Any, run_log: RunLog, iteration: int, env_steps: int, time_before: float, t0: float
+) -> tuple[IterationMetrics, dict[str, float]]:
+    """One ``algo.train()``, its headline metrics logged; ``time_before + now - t0`` is the
+    run's time so far. Returns the metrics and the flattened result."""
+    result = algo.train()
+    flat = flatten(result)
+    metrics = IterationMetrics.from_result(
+        flat,
+        iteration=int(result.get("training_iteration", iteration + 1)),
+        env_steps=env_steps + steps_this_iter(flat),
+        time_s=time_before + time.perf_counter() - t0,
+    )
+    run_log.write(metrics, flat)
+    return metrics, flat
 
 
 def train(
@@ -220,23 +238,14 @@ def train(
         saved: Path | None = None
         config_data = cfg.to_yaml_dict()
         t0 = time.perf_counter()
-        reason = _should_stop(cfg, iteration, env_steps, time_before)
+        reason = stop_reason(cfg, iteration, env_steps, time_before)
         while reason is None:
-            result = algo.train()
-            flat = flatten(result)
-            iteration = int(result.get("training_iteration", iteration + 1))
-            env_steps += steps_this_iter(flat)
-            metrics = IterationMetrics.from_result(
-                flat,
-                iteration=iteration,
-                env_steps=env_steps,
-                time_s=time_before + time.perf_counter() - t0,
-            )
+            metrics, flat = run_iteration(algo, run_log, iteration, env_steps, time_before, t0)
+            iteration, env_steps = metrics.iteration, metrics.env_steps
             history.append(metrics)
-            run_log.write(metrics, flat)
             if iteration % cfg.logging.progress_every == 0:
                 console.print(progress_line(metrics), highlight=False, soft_wrap=True)
-            reason = _should_stop(cfg, iteration, env_steps, metrics.time_s)
+            reason = stop_reason(cfg, iteration, env_steps, metrics.time_s)
             periodic = cfg.checkpoint.every > 0 and iteration % cfg.checkpoint.every == 0
             if periodic or (reason is not None and cfg.checkpoint.at_end):
                 state = checkpoints.CheckpointState(iteration, env_steps, metrics.time_s, cfg.name)

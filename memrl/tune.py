@@ -365,17 +365,6 @@ def plan(spec: TuneSpec) -> tuple[dict[str, Any], list[Variant]]:
 
 
 # --- one trial ----------------------------------------------------------------------------------
-def _stop_reason(cfg: TrainConfig, iteration: int, env_steps: int, time_s: float) -> str | None:
-    stop = cfg.stop
-    if stop.iterations is not None and iteration >= stop.iterations:
-        return "iterations"
-    if stop.timesteps is not None and env_steps >= stop.timesteps:
-        return "timesteps"
-    if stop.time_s is not None and time_s >= stop.time_s:
-        return "time_s"
-    return None
-
-
 def _report_value(value: float) -> float | None:
     return None if isinstance(value, float) and math.isnan(value) else value
 
@@ -392,8 +381,8 @@ def train_trial(config: dict[str, Any], base: dict[str, Any], experiment: str) -
     """
     from ray import tune
 
-    from memrl.progress import RunLog, flatten, steps_this_iter
-    from memrl.train import build_algorithm, setup_logging
+    from memrl.progress import RunLog
+    from memrl.train import build_algorithm, run_iteration, setup_logging, stop_reason
 
     variant = Variant(**config["variant"])
     trial_dir = Path(experiment) / trial_dirname(variant.index)
@@ -415,22 +404,13 @@ def train_trial(config: dict[str, Any], base: dict[str, Any], experiment: str) -
     config_data = cfg.to_yaml_dict()
     t0 = time.perf_counter()
     try:
-        while _stop_reason(cfg, iteration, env_steps, time_before) is None:
-            result = algo.train()
-            flat = flatten(result)
-            iteration = int(result.get("training_iteration", iteration + 1))
-            env_steps += steps_this_iter(flat)
-            metrics = IterationMetrics.from_result(
-                flat,
-                iteration=iteration,
-                env_steps=env_steps,
-                time_s=time_before + time.perf_counter() - t0,
-            )
-            run_log.write(metrics, flat)
+        while stop_reason(cfg, iteration, env_steps, time_before) is None:
+            metrics, flat = run_iteration(algo, run_log, iteration, env_steps, time_before, t0)
+            iteration, env_steps = metrics.iteration, metrics.env_steps
             report = {k: _report_value(getattr(metrics, k)) for k in REPORTED}
             # Any flattened RLlib key can be the metric too ("env_runners/episode_return_mean").
             report.update({k: v for k, v in flat.items() if k in config.get("extra_keys", ())})
-            done = _stop_reason(cfg, iteration, env_steps, metrics.time_s) is not None
+            done = stop_reason(cfg, iteration, env_steps, metrics.time_s) is not None
             periodic = cfg.checkpoint.every > 0 and iteration % cfg.checkpoint.every == 0
             if periodic or (done and cfg.checkpoint.at_end):
                 with tempfile.TemporaryDirectory(prefix="memrl-ckpt-") as folder:

@@ -3,8 +3,6 @@ starts, data (incl. the state before each step) equal to the episodes'; Ape-X ep
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import pytest
 import torch
@@ -14,14 +12,6 @@ ray = pytest.importorskip("ray")
 from memrl.replay import ChunkConfig, ReplayConfig, ReplayShard  # noqa: E402
 from memrl.rllib.offpolicy import EpisodeStreams, OffPolicyEnvRunner  # noqa: E402
 from memrl.rllib.r2d2 import ape_x_epsilons, r2d2_config  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    torch.set_num_threads(1)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
-    yield
-    ray.shutdown()
 
 
 def _config(core: str, core_kwargs: dict, **r2d2):

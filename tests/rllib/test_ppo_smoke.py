@@ -3,12 +3,9 @@ env runner that must register memrl's envs itself."""
 
 from __future__ import annotations
 
-import logging
-
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 from core_kwargs import SMALL_CORE_KWARGS
 
 ray = pytest.importorskip("ray")
@@ -46,14 +43,6 @@ class SpacesEnv(gym.Env):
 
 if SPACES_ENV not in gym.registry:
     gym.register(SPACES_ENV, entry_point=SpacesEnv)
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    torch.set_num_threads(1)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
-    yield
-    ray.shutdown()
 
 
 def _train_once(**kwargs) -> dict:

@@ -11,7 +11,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
 pytestmark = pytest.mark.slow
 
@@ -43,14 +42,6 @@ CORES = {
 # GTrXL is less stable at 3e-3 (one of seeds 0-3 stayed at chance for 40 iterations); at 2e-3
 # seeds 0-3 reached >= 95% within 15-40 iterations.
 LR = {"gru": 3e-3, "gtrxl": 2e-3, "mlp": 3e-3}
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    torch.set_num_threads(1)  # 2 shared cores: intra-op threads only contend
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
-    yield
-    ray.shutdown()
 
 
 def _success_rate(algo, episodes: int) -> float:

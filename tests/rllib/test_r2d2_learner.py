@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -18,14 +16,6 @@ from memrl.rllib.r2d2 import delta_q, r2d2_config, r2d2_loss  # noqa: E402
 
 OBS = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
 ACTIONS = gym.spaces.Discrete(3)
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    torch.set_num_threads(1)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
-    yield
-    ray.shutdown()
 
 
 def _config(**r2d2):

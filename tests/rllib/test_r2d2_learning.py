@@ -18,14 +18,6 @@ from memrl.rllib.r2d2 import r2d2_config  # noqa: E402
 log = logging.getLogger(__name__)
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    torch.set_num_threads(1)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
-    yield
-    ray.shutdown()
-
-
 def greedy_returns(module, env_id: str, env_kwargs: dict, episodes: int, seed: int = 100):
     """Greedy episodes of the learner's Q-module: (returns [E], final rewards [E])."""
     returns, finals = [], []

@@ -30,7 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--scale", choices=("cpu", "paper"), default="cpu",
                         help="paper: each task's paper-scale configs, unchanged")  # fmt: skip
     parser.add_argument("--jobs", type=int, default=None, help="cells at once (default: CPUs)")
-    parser.add_argument("--out", default=None, help="results folder (default results/repro/<suite>)")
+    parser.add_argument(
+        "--out", default=None, help="results folder (default results/repro/<suite>)"
+    )
     parser.add_argument("--cells", default=None, metavar="PATTERN",
                         help="glob(s) on task/core/L<len>/s<seed>, comma-separated")  # fmt: skip
     parser.add_argument("--dry-run", action="store_true", help="list the cells and exit")

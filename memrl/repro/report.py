@@ -195,7 +195,11 @@ def write_report(data: dict[str, Any], spec: SuiteSpec, path: Path, pngs: dict[s
             seeds = f"{row['seeds_ok']}/{len(row['seeds'])}"
             if row["seeds_failed"]:
                 seeds += f" ({len(row['seeds_failed'])} failed)"
-            margin = "-" if row["margin_over_baseline"] is None else f"{row['margin_over_baseline']:+.2f}"
+            margin = (
+                "-"
+                if row["margin_over_baseline"] is None
+                else f"{row['margin_over_baseline']:+.2f}"
+            )
             verdict = {None: "-", True: "pass", False: "**FAIL**"}[row["beats_baseline"]]
             if row["baseline"]:
                 verdict = "(baseline)"
@@ -218,9 +222,7 @@ def write_report(data: dict[str, Any], spec: SuiteSpec, path: Path, pngs: dict[s
     return path
 
 
-def plot_task(
-    task: str, spec: SuiteSpec, groups: list[Group], path: Path
-) -> Path | None:
+def plot_task(task: str, spec: SuiteSpec, groups: list[Group], path: Path) -> Path | None:
     """Mean ± 95% CI training-return curves over seeds; baseline dashed, chance and references
     as horizontal lines. None when no group has a curve."""
     import matplotlib

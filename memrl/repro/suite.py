@@ -233,7 +233,9 @@ def suite_from_dict(data: Any, source: str = "suite") -> SuiteSpec:
         return SuiteSpec.model_validate(data)
     except ValidationError as err:
         lines = _explain(err)
-        raise SuiteError(f"{source}: invalid suite:\n" + "\n".join(f"  {x}" for x in lines)) from err
+        raise SuiteError(
+            f"{source}: invalid suite:\n" + "\n".join(f"  {x}" for x in lines)
+        ) from err
 
 
 def load_suite(name: str | os.PathLike[str]) -> SuiteSpec:

@@ -111,14 +111,14 @@ def cpu_overrides(spec: SuiteSpec, task: str, core: str, seq_len: int) -> list[s
 def plan_cells(spec: SuiteSpec, scale: Scale, seeds: int, out: Path) -> list[Cell]:
     """Every cell of ``spec`` at ``scale`` for seeds 0..seeds-1, configs validated.
 
-    ``out`` is the suite's results folder (runs go under ``out/runs``). At paper scale only the
+    ``out`` is the suite's results folder (each cell's output_dir: memrl writes its metrics to
+    ``out/runs/<name>`` and its checkpoint to ``out/checkpoints/<name>``). At paper scale only the
     (task, core) pairs with a ``paper`` config exist, each at its config's own max_seq_len.
     Raises SuiteError listing every cell whose config is invalid (the config's own messages).
     """
     assert spec.name is not None
     cells: list[Cell] = []
     problems: list[str] = []
-    runs = out / "runs"
     for task_label, task in spec.tasks.items():
         for core in spec.task_cores(task_label):
             if scale == "paper":
@@ -133,7 +133,7 @@ def plan_cells(spec: SuiteSpec, scale: Scale, seeds: int, out: Path) -> list[Cel
             for seq_len, config_name, overrides in variants:
                 for seed in range(seeds):
                     name = f"{task_label}-{core}-L{seq_len or 'cfg'}-s{seed}"
-                    extra = _bookkeeping(spec, name, seed, runs)
+                    extra = _bookkeeping(spec, name, seed, out)
                     try:
                         cfg = load_config(config_name, [*overrides, *extra])
                     except ConfigError as err:

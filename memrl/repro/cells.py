@@ -81,7 +81,7 @@ def cell_key(config: dict[str, Any], threshold: float, eval_episodes: int) -> st
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _bookkeeping(spec: SuiteSpec, name: str, seed: int, out: Path) -> list[str]:
+def _bookkeeping(name: str, seed: int, out: Path) -> list[str]:
     # One folder per cell; a checkpoint only at the end (the greedy evaluation reads it).
     return [
         override("name", name),
@@ -133,7 +133,7 @@ def plan_cells(spec: SuiteSpec, scale: Scale, seeds: int, out: Path) -> list[Cel
             for seq_len, config_name, overrides in variants:
                 for seed in range(seeds):
                     name = f"{task_label}-{core}-L{seq_len or 'cfg'}-s{seed}"
-                    extra = _bookkeeping(spec, name, seed, out)
+                    extra = _bookkeeping(name, seed, out)
                     try:
                         cfg = load_config(config_name, [*overrides, *extra])
                     except ConfigError as err:

@@ -29,7 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, default=None, help="seeds per cell (suite default)")
     parser.add_argument("--scale", choices=("cpu", "paper"), default="cpu",
                         help="paper: each task's paper-scale configs, unchanged")  # fmt: skip
-    parser.add_argument("--jobs", type=int, default=None, help="cells at once (default: CPUs)")
+    parser.add_argument(
+        "--jobs", type=int, default=None, help="cells at once (default: the Ray cluster's CPUs)"
+    )
     parser.add_argument(
         "--out", default=None, help="results folder (default results/repro/<suite>)"
     )
@@ -41,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``memrl repro`` and ``python -m memrl.repro``; returns the exit code."""
-    from memrl.train import local_cpus, setup_logging
+    from memrl.train import setup_logging
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
@@ -75,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"{len(chosen)} cells; outputs in {out}", highlight=False)
         return 0
     setup_logging("INFO")
-    summary = run_cells(chosen, out, jobs=args.jobs or local_cpus())
+    summary = run_cells(chosen, out, jobs=args.jobs)
     # The report covers every cell of the suite that has a result, not only this run's.
     results = {**load_finished(out), **summary.results}
     paths = write_outputs(spec, cells, results, out, scale=args.scale, command=command)

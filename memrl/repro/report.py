@@ -231,19 +231,26 @@ def plot_task(task: str, spec: SuiteSpec, groups: list[Group], path: Path) -> Pa
     import matplotlib.pyplot as plt
 
     t = spec.tasks[task]
-    many_lens = len({g.seq_len for g in groups}) > 1
+    lens = sorted({g.seq_len for g in groups})
+    # Colour per core, line style per seq len; the baseline black and dashed.
+    styles = ["-", (0, (1, 1)), "-.", (0, (3, 1, 1, 1, 1, 1))]
+    base_styles = ["--", (0, (6, 2, 1, 2)), (0, (2, 3))]
+    colors = {c: f"C{i % 10}" for i, c in enumerate(c for c in spec.cores if c != spec.baseline)}
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     drawn = 0
     for g in groups:
         steps, mean, low, high = curves_on_grid([r.curve for r in g.results])
         if not len(steps):
             continue
-        label = f"{g.core} L{g.seq_len}" if many_lens else g.core
-        baseline = g.core == spec.baseline
-        style = dict(linestyle="--", color="black") if baseline else {}
-        (line,) = ax.plot(steps, mean, label=f"{label} (n={len(g.results)})", linewidth=1.8,
-                          **style)  # fmt: skip
-        ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.18, linewidth=0)
+        label = f"{g.core} L{g.seq_len}" if len(lens) > 1 else g.core
+        k = lens.index(g.seq_len)
+        if g.core == spec.baseline:
+            color, style, alpha = "black", base_styles[k % len(base_styles)], 0.08
+        else:
+            color, style, alpha = colors[g.core], styles[k % len(styles)], 0.18
+        ax.plot(steps, mean, label=f"{label} (n={len(g.results)})", linewidth=1.8, color=color,
+                linestyle=style)  # fmt: skip
+        ax.fill_between(steps, low, high, color=color, alpha=alpha, linewidth=0)
         drawn += 1
     if not drawn:
         plt.close(fig)

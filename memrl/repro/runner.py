@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from memrl.repro.cell import CellResult, run_cell
-from memrl.repro.cells import Cell, override
+from memrl.repro.cells import Cell
 
 log = logging.getLogger("memrl.repro")
 
@@ -159,18 +159,35 @@ def run_cells(
     out: Path,
     *,
     runner: Runner = run_cell,
-    jobs: int = 1,
+    jobs: int | None = None,
     executor: Literal["ray", "local"] = "ray",
 ) -> RunSummary:
     """Run every cell of ``cells`` not finished under ``out`` (see the module docstring).
 
     With ``executor="ray"`` a local Ray is started (memrl.train.init_ray: sized to the machine,
     token auth on) unless one is connected, and stopped afterwards if this call started it.
+    ``jobs`` (cells in flight) defaults to the cluster's CPUs (1 for the local executor).
     """
     finished = load_finished(out)
     done = {c.key: finished[c.key] for c in cells if finished.get(c.key, None) is not None}
     done = {k: r for k, r in done.items() if r.status == "ok"}
     todo = [c for c in cells if c.key not in done]
+    started_ray = False
+    if todo and executor == "ray":
+        from memrl.train import cluster_resources, init_ray
+
+        started_ray = init_ray(todo[0].train_config())
+        try:
+            jobs = jobs or max(1, int(cluster_resources()[0]))
+            if todo[0].scale == "paper":
+                todo = _paper_resources(todo, jobs)
+        except BaseException:
+            if started_ray:
+                import ray
+
+                ray.shutdown()
+            raise
+    jobs = jobs or 1
     log.info(
         "%d cells: %d finished before (skipped), %d to run, %d at a time",
         len(cells), len(done), len(todo), jobs,
@@ -189,14 +206,6 @@ def run_cells(
         log.log(level, "[%d/%d] done  %s: %s", index, len(todo), cell.id, _describe(result),
                 extra={"markup": True})  # fmt: skip
 
-    started_ray = False
-    if todo and executor == "ray":
-        from memrl.train import init_ray
-
-        started_ray = init_ray(todo[0].train_config())
-        if todo[0].scale == "paper":
-            todo = _paper_resources(todo, jobs)
-            by_key = {c.key: c for c in todo}
     try:
         execute(todo, record, runner=runner, jobs=jobs, executor=executor)
     finally:
@@ -207,4 +216,4 @@ def run_cells(
     return RunSummary(cells, results, reused=len(done), ran=len(todo), failed=failed)
 
 
-__all__ = ["RunSummary", "execute", "load_finished", "override", "run_cells", "select"]
+__all__ = ["RunSummary", "execute", "load_finished", "run_cells", "select"]

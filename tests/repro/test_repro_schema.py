@@ -66,7 +66,9 @@ def test_labels_must_resolve():
     assert "baseline: unknown core label 'mlpp'" in message and "valid: gru, mlp" in message
     message = _error(_with(tasks__t__cores=["gru", "lsmt"]))
     assert "tasks.t.cores[1]: unknown core 'lsmt'" in message
-    assert "tasks.t.paper.gtrxl: unknown core label" in _error(_with(tasks__t__paper={"gtrxl": "x"}))
+    assert "tasks.t.paper.gtrxl: unknown core label" in _error(
+        _with(tasks__t__paper={"gtrxl": "x"})
+    )
     assert "a label must match" in _error(_with(cores={"gru/x": {}, "mlp": {}}))
 
 

@@ -172,7 +172,9 @@ def test_a_failed_cell_is_reported_not_fatal(suite, tmp_path):
     write_outputs(suite, cells, summary.results, out, scale="cpu", command="c")
     data = json.loads((out / "results.json").read_text())
     assert [f["id"] for f in data["failures"]] == ["fake/lstm/L16/s0"]
-    row = next(r for r in data["tasks"]["fake"]["cells"] if (r["core"], r["seq_len"]) == ("lstm", 16))
+    row = next(
+        r for r in data["tasks"]["fake"]["cells"] if (r["core"], r["seq_len"]) == ("lstm", 16)
+    )
     assert row["seeds_failed"] == [0] and row["seeds_ok"] == 1
     assert row["final_return"]["ci95"] is None  # one seed: no interval
     assert "diverged" in (out / "report.md").read_text()
@@ -203,7 +205,9 @@ def test_paper_scale_runs_the_named_configs_unchanged(tmp_path):
     cells = plan_cells(load_suite(path), "paper", 2, tmp_path / "out")
     assert [c.id for c in cells] == ["fake/gru/L256/s0", "fake/gru/L256/s1"]
     cfg = cells[0].train_config()
-    assert cfg.task.env_kwargs["corridor_len"] == 200 and cfg.model.core_kwargs["hidden_size"] == 680
+    assert (
+        cfg.task.env_kwargs["corridor_len"] == 200 and cfg.model.core_kwargs["hidden_size"] == 680
+    )
     assert cfg.stop.timesteps == 5_000_000 and cfg.logging.tensorboard  # no cpu overrides
 
 

@@ -195,6 +195,8 @@ def write_report(data: dict[str, Any], spec: SuiteSpec, path: Path, pngs: dict[s
             seeds = f"{row['seeds_ok']}/{len(row['seeds'])}"
             if row["seeds_failed"]:
                 seeds += f" ({len(row['seeds_failed'])} failed)"
+            if row["seeds_missing"]:
+                seeds += f" ({len(row['seeds_missing'])} not run)"
             margin = (
                 "-"
                 if row["margin_over_baseline"] is None

@@ -261,3 +261,38 @@ def test_tune_restore_refuses_a_damaged_checkpoint(run, damage, tmp_path, monkey
     variant = Variant(0, {}, [])
     with pytest.raises(CheckpointError, match=DAMAGE[damage][1]):
         train_trial({"variant": variant.to_dict()}, base=base, experiment=str(tmp_path / "exp"))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_train_on_a_full_disk_stops_in_one_line_and_resume_uses_the_previous(
+    tmp_path, monkeypatch, capsys
+):
+    """A real run: the second checkpoint's manifest hits ENOSPC; ``memrl train`` exits 2 with
+    one line, iter_000001 is intact, and ``--resume`` of the run folder continues from it."""
+    from test_train import TINY as TRAIN_TINY
+
+    from memrl.train import main
+
+    real = checkpoints._write_text
+
+    def full_at_second(path, text):
+        if Path(path).name == checkpoints.MANIFEST_FILE and ".iter_000002" in str(path):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, text)
+
+    monkeypatch.setattr(checkpoints, "_write_text", full_at_second)
+    argv = ["tmaze/gru", "stop.iterations=3", f"output_dir={tmp_path}", *TRAIN_TINY]
+    assert main(argv) == 2
+    text = capsys.readouterr().out
+    line = next(x for x in text.splitlines() if "memrl train:" in x)
+    assert "iter_000002 not saved: no space left on device" in text.replace("\n", " ")
+    assert "Traceback" not in text and line.startswith("memrl train: checkpoint ")
+    root = tmp_path / "checkpoints" / "tmaze-gru"
+    assert [p.name for p in root.iterdir() if p.name.startswith(("iter", "."))] == ["iter_000001"]
+    checkpoints.verify(root / "iter_000001")
+
+    monkeypatch.setattr(checkpoints, "_write_text", real)
+    assert main(["--resume", str(root), "stop.iterations=2"]) == 0
+    assert checkpoints.find_verified(root).name == "iter_000002"
+    assert checkpoints.load_state(root / "iter_000002").iteration == 2

@@ -282,3 +282,162 @@ def test_arelit_stores_only_distinct_components():
     assert make_core("arelit", input_dim=D_IN, r=2).num_components == 1
     assert make_core("arelit", input_dim=D_IN, r=5).num_components == 3  # |omega| in {pi, pi/2, 0}
     assert make_core("arelit", input_dim=D_IN, r=4, omegas="uniform").num_components == 4
+
+
+# --- Block-Recurrent Transformer (Hutchins et al. 2022; meliad's sliding window) -----------
+def gelu(x):
+    return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))
+
+
+def softmax_attend(q, keys, values, bias=None):
+    """q [e]; keys, values: lists of [e]; bias: list of floats or None."""
+    scores = torch.stack([q @ k for k in keys]) / math.sqrt(q.shape[0])
+    if bias is not None:
+        scores = scores + torch.stack(bias)
+    w = torch.exp(scores - scores.max())
+    w = w / w.sum()
+    return sum(w[j] * values[j] for j in range(len(values)))
+
+
+def brt_gate(c, h, gate, kind):
+    if kind == "fixed":
+        keep = sigmoid(gate.keep_bias.detach())
+        return c * keep + dense(h, linear_params(gate.candidate)) * (1 - keep)
+    z, i, f = dense(h, linear_params(gate.proj)).chunk(3)
+    return c * sigmoid(f + 1) + torch.tanh(z) * sigmoid(i - 1)
+
+
+def brt_reference(core, x, first, gate_kind):
+    """One sample, step by step. Reads weights straight off the layers (plain tensors)."""
+    W, heads = core.block_len, core.layers[0].heads
+    d = core.d_model
+    e = d // heads
+    lin = linear_params
+    inputs = None  # per layer: the episode's per-layer inputs so far
+    states: dict[int, torch.Tensor] = {}
+    n = 0
+    outs = []
+    for t in range(x.shape[0]):
+        if first[t] or inputs is None:
+            inputs = [[] for _ in core.layers]
+            states = {i: core.layers[i].initial.detach().clone() for i in core.recurrent_layers}
+            n = 0
+        block_start = (n // W) * W  # blocks start at the episode start and every W steps
+        window_start = max(block_start - W, 0)  # the previous block, if any, and this one
+        u = dense(x[t], lin(core.in_proj))
+        for i, layer in enumerate(core.layers):
+            inputs[i].append(u)
+            ln = ln_params(layer.norm)
+            q = dense(layer_norm(u, ln), lin(layer.query))
+            kv = [dense(layer_norm(v, ln), lin(layer.key_value)) for v in inputs[i][window_start:]]
+            keys, values = [k[:d] for k in kv], [k[d:] for k in kv]
+            rel = layer.rel_bias.detach()
+            positions = range(window_start, n + 1)
+            per_head = []
+            for h in range(heads):
+                sl = slice(h * e, (h + 1) * e)
+                bias = [rel[h, n - j] for j in positions]
+                a = softmax_attend(q[sl], [k[sl] for k in keys], [v[sl] for v in values], bias)
+                if layer.recurrent:
+                    qc = dense(layer_norm(u, ln), lin(layer.query_cross))
+                    sk, sv = state_keys_values(layer, states[i])
+                    a = torch.cat(
+                        [a, softmax_attend(qc[sl], [k[sl] for k in sk], [v[sl] for v in sv])]
+                    )
+                per_head.append(a)
+            u = u + dense(torch.cat(per_head), lin(layer.out))
+            ff = dense(
+                gelu(dense(layer_norm(u, ln_params(layer.norm_ff)), lin(layer.ff[0]))),
+                lin(layer.ff[2]),
+            )
+            u = u + ff
+        outs.append(layer_norm(u, ln_params(core.out_norm)))
+        if n % W == W - 1:  # the block is complete: the horizontal direction
+            for i in core.recurrent_layers:
+                layer = core.layers[i]
+                ln = ln_params(layer.norm)
+                kv = [
+                    dense(layer_norm(v, ln), lin(layer.key_value)) for v in inputs[i][block_start:]
+                ]
+                bk, bv = [k[:d] for k in kv], [k[d:] for k in kv]
+                states[i] = state_update(layer, states[i], bk, bv, heads, gate_kind)
+        n += 1
+    return torch.stack(outs)
+
+
+def state_normed(layer, c):
+    p = ln_params(layer.state_norm)
+    ids = layer.state_ids.detach()
+    return [layer_norm(c[j], p) + ids[j] for j in range(c.shape[0])]  # IDs after the norm
+
+
+def state_keys_values(layer, c):
+    d = c.shape[1]
+    kv = [dense(v, linear_params(layer.state_key_value)) for v in state_normed(layer, c)]
+    return [k[:d] for k in kv], [k[d:] for k in kv]
+
+
+def state_update(layer, c, block_keys, block_values, heads, gate_kind):
+    d = c.shape[1]
+    e = d // heads
+    cn = state_normed(layer, c)
+    sk, sv = state_keys_values(layer, c)
+    new = []
+    for j in range(c.shape[0]):
+        qs = dense(cn[j], linear_params(layer.state_query_self))
+        qc = dense(cn[j], linear_params(layer.state_query_cross))
+        per_head = []
+        for h in range(heads):
+            sl = slice(h * e, (h + 1) * e)
+            a_self = softmax_attend(qs[sl], [k[sl] for k in sk], [v[sl] for v in sv])
+            a_cross = softmax_attend(
+                qc[sl], [k[sl] for k in block_keys], [v[sl] for v in block_values]
+            )
+            per_head.append(torch.cat([a_self, a_cross]))
+        attended = dense(torch.cat(per_head), linear_params(layer.state_out))
+        cj = brt_gate(c[j], attended, layer.state_gate, gate_kind)
+        ff_in = layer_norm(cj, ln_params(layer.state_norm_ff))
+        ff = dense(
+            gelu(dense(ff_in, linear_params(layer.state_ff[0]))), linear_params(layer.state_ff[2])
+        )
+        new.append(brt_gate(cj, ff, layer.state_ff_gate, gate_kind))
+    return torch.stack(new)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(gate="fixed"),
+        dict(gate="lstm", recurrent_layers=[0, -1]),
+        dict(gate="fixed", num_layers=3),  # default placement: index -3
+    ],
+    ids=["fixed", "lstm-two-recurrent", "three-layers"],
+)
+def test_brt_equals_reference(kwargs):
+    cfg = dict(d_model=8, num_layers=2, num_heads=2, block_len=3, num_state=2, d_ff=12)
+    cfg.update(kwargs)
+    torch.manual_seed(0)
+    core = make_core("brt", input_dim=D_IN, **cfg).double().eval()
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():  # non-zero relative biases, so that the distance indexing is checked
+        for layer in core.layers:
+            layer.rel_bias.copy_(
+                torch.randn(layer.rel_bias.shape, generator=g, dtype=torch.float64)
+            )
+    x, first = inputs(2)
+    with torch.no_grad():
+        y, _ = core(x, None, first)
+        for b in range(B):
+            want = brt_reference(core, x[b], first[b], cfg["gate"])
+            torch.testing.assert_close(y[b], want, atol=1e-10, rtol=0)
+
+
+def test_brt_default_recurrent_layer_is_the_papers():
+    assert make_core("brt", input_dim=D_IN, num_layers=12).recurrent_layers == (9,)  # layer 10
+    assert make_core("brt", input_dim=D_IN, num_layers=4).recurrent_layers == (1,)
+    assert make_core("brt", input_dim=D_IN, num_layers=2).recurrent_layers == (0,)
+    assert make_core(
+        "brt", input_dim=D_IN, num_layers=4, recurrent_layers=[-1]
+    ).recurrent_layers == (3,)
+    with pytest.raises(ValueError, match="recurrent_layers"):
+        make_core("brt", input_dim=D_IN, num_layers=4, recurrent_layers=[-5])

@@ -66,7 +66,7 @@ class TaskConfig(BaseModel):
 class ModelConfig(_Section):
     """The memory core and the network around it."""
 
-    core: str = Field("gru", description="memory core: a memrl.models name, or 'mlp' (none)")
+    core: str = Field("gru", description="memory core: a memrl.models name ('mlp': no memory)")
     core_kwargs: dict[str, Any] = Field(
         default_factory=dict,
         description="core hyperparameters; keys checked against core_class(core).hyperparameters()",
@@ -505,18 +505,8 @@ def _suggest(word: str, valid: Iterable[str]) -> str:
 def _check_core(core: str, core_kwargs: Mapping[str, Any]) -> list[str]:
     from memrl.models import CORES, core_class
 
-    if core == "mlp":
-        from memrl.rllib.memoryless import MLP_DEFAULTS
-
-        unknown = sorted(set(core_kwargs) - set(MLP_DEFAULTS))
-        if unknown:
-            return [
-                f"model.core_kwargs: unknown {unknown} for core 'mlp'; valid: "
-                + ", ".join(MLP_DEFAULTS)
-            ]
-        return []
     if core not in CORES:
-        return [f"model.core: unknown core {core!r}; {_suggest(core, ('mlp', *CORES))}"]
+        return [f"model.core: unknown core {core!r}; {_suggest(core, CORES)}"]
     try:
         valid = core_class(core).hyperparameters()
     except ImportError as err:  # registered but its module is missing or broken

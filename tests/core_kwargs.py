@@ -5,6 +5,8 @@ shorter than the test sequences (so windows slide and wrap), the block-recurrent
 that does not divide the sequence length.
 """
 
+from memrl.models import cores_with_state, stateful_cores
+
 SMALL_CORE_KWARGS: dict[str, dict] = {
     "gru": dict(hidden_size=16, num_layers=2),
     "lstm": dict(hidden_size=16, num_layers=2),
@@ -14,6 +16,7 @@ SMALL_CORE_KWARGS: dict[str, dict] = {
     "arelit": dict(d_model=16, num_layers=2, num_heads=2, nu=2, r=2, d_ff=32),
     "brt": dict(d_model=16, num_layers=2, num_heads=2, block_len=5, num_state=3, d_ff=32),
     "local_xl": dict(d_model=16, num_layers=2, num_heads=2, window=6, d_ff=32),
+    "mlp": dict(hidden_size=16, num_layers=2),
 }
 
 # Extra variants that must pass the same contract (multi-query attention).
@@ -22,3 +25,7 @@ VARIANTS: list[tuple[str, dict]] = [
     ("gtrxl", dict(SMALL_CORE_KWARGS["gtrxl"], kv_heads=1)),
     ("local_xl", dict(SMALL_CORE_KWARGS["local_xl"], kv_heads=1)),
 ]
+
+# Derived from the registry, so a new core joins the tests that fit its state.
+WINDOW_CORES: tuple[str, ...] = cores_with_state("window")
+STATEFUL_CORES: tuple[str, ...] = stateful_cores()

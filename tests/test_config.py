@@ -60,8 +60,7 @@ def test_every_shipped_config_validates(name):
     assert cfg.name and cfg.seed is not None and cfg.output_dir
     stop = cfg.stop
     assert stop.iterations or stop.timesteps or stop.time_s
-    if cfg.model.core != "mlp":
-        assert set(cfg.model.core_kwargs) <= set(core_class(cfg.model.core).hyperparameters())
+    assert set(cfg.model.core_kwargs) <= set(core_class(cfg.model.core).hyperparameters())
     # Each file says where its numbers come from.
     text = resolve_config_path(name).read_text()
     assert text.lstrip().startswith("#"), f"{name} has no source comment"

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from memrl.bench.report import write_report
-from memrl.models import CORES, make_core
+from memrl.models import make_core, stateful_cores
 from memrl.models.base import StateSpec
 from memrl.replay import Chunk, ChunkConfig, ReplayConfig, ReplayShard
 from memrl.replay.codec import STORAGE_NUMPY_DTYPE
@@ -56,7 +56,9 @@ COLUMNS = [
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``memrl bench replay`` (``--out`` is added by the CLI)."""
-    parser.add_argument("--cores", nargs="*", default=list(CORES), help="cores to measure")
+    parser.add_argument(
+        "--cores", nargs="*", default=list(stateful_cores()), help="cores to measure"
+    )
     parser.add_argument("--obs-dim", type=int, default=64, help="float32 observation size")
     parser.add_argument("--capacity", type=int, default=2**15, help="steps per shard (at most)")
     parser.add_argument(

@@ -10,11 +10,10 @@ from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-from memrl.models import make_core
+from memrl.models import check_core_name, make_core
 from memrl.rllib.connectors import env_to_module_pipeline, module_to_env_pieces
 from memrl.rllib.env import register_rllib_env
 from memrl.rllib.learner import MemoryPPOTorchLearner
-from memrl.rllib.memoryless import MEMORYLESS, check_core_name
 from memrl.rllib.model_config import ModelConfig
 from memrl.rllib.module import MemoryActorCritic
 
@@ -42,9 +41,7 @@ def training_keys() -> list[str]:
 
 
 def window_memory_len(core: str, core_kwargs: dict[str, Any]) -> int:
-    """Longest window (M) among the core's state fields; 0 for carry-only or memoryless cores."""
-    if core == MEMORYLESS:
-        return 0
+    """Longest window (M) among the core's state fields; 0 for cores without a window."""
     # The spec does not depend on the input size; a throwaway core of input 1 tells it.
     spec = make_core(core, 1, **core_kwargs).state_spec()
     return max((s.memory_len for s in spec.values() if s.kind == "window"), default=0)
@@ -70,7 +67,7 @@ def build_ppo_config(
     Args:
         env: a gymnasium id (``memrl/...`` ids are registered inside the env runners).
         env_config: kwargs for the env.
-        core: a name of ``memrl.models.CORES`` or ``"mlp"`` (memoryless baseline).
+        core: a name of ``memrl.models.CORES`` (``"mlp"``: the memoryless baseline).
         core_kwargs: the core's hyperparameters.
         model: encoder/head settings, keys of :class:`memrl.rllib.model_config.ModelConfig`
             (``encoder_hiddens``, ``cnn_filters``, ``cnn_out``, ``activation``, ``head_hiddens``,

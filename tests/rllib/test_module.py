@@ -6,10 +6,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from core_kwargs import SMALL_CORE_KWARGS
+from core_kwargs import SMALL_CORE_KWARGS, STATEFUL_CORES
 from ray.rllib.core.columns import Columns
 
-from memrl.models import CORES
 from memrl.rllib import FIRST, MemoryActorCritic, ModelConfig, build_ppo_config
 
 B, T = 3, 5
@@ -102,7 +101,7 @@ def test_unsupported_action_space_names_it(space) -> None:
         _module(VECTOR, space)
 
 
-@pytest.mark.parametrize("core", CORES)
+@pytest.mark.parametrize("core", STATEFUL_CORES)
 def test_first_resets_state_at_chunk_start_and_mid_chunk(core: str) -> None:
     """With ``first`` at step k, outputs from k on do not depend on STATE_IN or earlier steps."""
     torch.manual_seed(0)

@@ -30,7 +30,7 @@ NETWORK = {"encoder_hiddens": [16], "head_hiddens": [16]}
 
 def make_nets(core: str = "gru", shared: bool = False, seed: int = 0) -> TD3Networks:
     torch.manual_seed(seed)
-    kwargs = {} if core == "mlp" else SMALL_CORE_KWARGS[core]
+    kwargs = SMALL_CORE_KWARGS[core]
     return TD3Networks(OBS, ACT, core, kwargs, NETWORK, shared_core=shared)
 
 

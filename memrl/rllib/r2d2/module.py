@@ -2,7 +2,7 @@
 
     obs --encoder--> features --core(state, first)--> y --Q head--> Q [*, num_actions]
 
-``model_config`` keys: ``core`` (a ``memrl.models`` name or ``"mlp"``), ``core_kwargs``,
+``model_config`` keys: ``core`` (a ``memrl.models`` name; ``"mlp"`` has no state), ``core_kwargs``,
 ``model`` (:class:`memrl.rllib.model_config.ModelConfig`: encoder_hiddens, head_hiddens, ...),
 ``dueling`` (bool). Batches and state follow :class:`memrl.rllib.module.MemoryActorCritic`:
 ``OBS [B, T, ...]``, ``first [B, T]`` and ``STATE_IN`` for a stateful core; the env runners store
@@ -26,9 +26,8 @@ from ray.rllib.core.rl_module.apis import InferenceOnlyAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import Tensor, nn
 
-from memrl.models import StateSpec
+from memrl.models import StateSpec, check_core_name
 from memrl.rllib.encoders import mlp
-from memrl.rllib.memoryless import check_core_name
 from memrl.rllib.model_config import ModelConfig
 from memrl.rllib.module import FIRST, Branch
 from memrl.rllib.r2d2.targets import ape_x_epsilons
@@ -113,11 +112,9 @@ class RecurrentQModule(TorchRLModule, InferenceOnlyAPI):
         return self.q.branch.stateful
 
     def state_spec(self) -> dict[str, StateSpec]:
-        return self.q.branch.core.state_spec() if self.stateful else {}
+        return self.q.branch.core.state_spec()
 
     def get_initial_state(self) -> dict[str, np.ndarray]:
-        if not self.stateful:
-            return {}
         return {k: v[0].cpu().numpy() for k, v in self.q.branch.core.initial_state(1).items()}
 
     def get_non_inference_attributes(self) -> list[str]:

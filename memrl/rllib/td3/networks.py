@@ -21,7 +21,7 @@ critic loss trains it: the actor head reads its features detached.
 State (``state_spec()``): the core fields, prefixed ``actor/`` and ``critic/`` with separate
 cores (unprefixed with a shared core), plus the carry ``prev_action`` ``[A]`` (env units): the
 action taken at the step before, so that a replayed sequence knows ``a_{t-1}`` of its first
-step. The memoryless core ``"mlp"`` reads the observation only and has no state.
+step. A core without state (``"mlp"``) reads the observation only; the module then has none.
 """
 
 from __future__ import annotations
@@ -34,9 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from memrl.models import StateSpec, make_core
+from memrl.models import StateSpec, check_core_name, make_core, state_kinds
 from memrl.rllib.encoders import build_encoder, mlp
-from memrl.rllib.memoryless import MEMORYLESS, MLPCore, check_core_name
 from memrl.rllib.model_config import ModelConfig
 
 ACTOR = "actor/"
@@ -96,21 +95,19 @@ class History(nn.Module):
     ) -> None:
         super().__init__()
         self.encoder = build_encoder(obs_space, cfg)
-        self.stateful = core != MEMORYLESS
-        if self.stateful:
-            self.core: nn.Module = make_core(core, self.encoder.out_dim + action_dim, **core_kwargs)
-        else:
-            self.core = MLPCore(self.encoder.out_dim, **core_kwargs)
+        # A core without state gets no action input: it could not remember a_{t-1} anyway.
+        self.stateful = bool(state_kinds(core, **core_kwargs))
+        in_dim = self.encoder.out_dim + (action_dim if self.stateful else 0)
+        self.core = make_core(core, in_dim, **core_kwargs)
         self.output_dim: int = self.core.output_dim
 
     def forward(
         self, obs: Any, prev_action: Tensor, state: dict[str, Tensor] | None, first: Tensor
     ) -> tuple[Tensor, dict[str, Tensor]]:
         features = self.encoder(obs)
-        if not self.stateful:
-            return self.core(features), {}
-        x = torch.cat([features, prev_action.to(features.dtype)], dim=-1)
-        return self.core(x, state, first)
+        if self.stateful:
+            features = torch.cat([features, prev_action.to(features.dtype)], dim=-1)
+        return self.core(features, state, first)
 
 
 class QHead(nn.Module):
@@ -136,7 +133,7 @@ class TD3Networks(nn.Module):
 
     Args:
         obs_space, action_space: gymnasium spaces (the action space a rank-1 float Box).
-        core: a name of ``memrl.models.CORES`` or ``"mlp"``.
+        core: a name of ``memrl.models.CORES``.
         core_kwargs: the core's hyperparameters (the same for actor and critic cores).
         network: encoder/head settings, keys of :class:`memrl.rllib.model_config.ModelConfig`;
             ``head_hiddens`` must be non-empty (a Q head linear in the action would give the

@@ -28,7 +28,8 @@ from typing import Any
 from rich.console import Console
 
 from memrl import checkpoints
-from memrl.config import ConfigError, EvaluationConfig, ResolvedResources, config_from_dict
+from memrl.config import ConfigError, EvaluationConfig, config_from_dict
+from memrl.resources import ResolvedResources
 
 # Two-sided 95% Student-t quantiles t_{0.975, df} for small df (standard table values).
 _T975 = {

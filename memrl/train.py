@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -23,16 +22,20 @@ from rich.console import Console
 from memrl import checkpoints
 from memrl.config import (
     ConfigError,
-    ResolvedResources,
     TrainConfig,
     apply_overrides,
     config_from_dict,
     describe_schema,
     load_config,
-    resolve_env_id,
+)
+from memrl.envs.registry import resolve_env_id
+from memrl.progress import IterationMetrics, RunLog, flatten, progress_line, steps_this_iter
+from memrl.resources import (
+    ResolvedResources,
+    cluster_resources,
+    init_ray,
     resolve_resources,
 )
-from memrl.progress import IterationMetrics, RunLog, flatten, progress_line, steps_this_iter
 
 log = logging.getLogger("memrl.train")  # not __name__: that is "__main__" under python -m
 
@@ -102,7 +105,7 @@ def build_algorithm_config(cfg: TrainConfig, resources: ResolvedResources) -> An
         env_config=cfg.task.env_kwargs,
         core=cfg.model.core,
         core_kwargs=dict(cfg.model.core_kwargs),
-        model=dict(cfg.model.network),
+        model=cfg.model.network.set_fields(),
         max_seq_len=cfg.model.max_seq_len,
         training=cfg.ppo.training_kwargs(),
         num_env_runners=resources.num_env_runners,
@@ -128,43 +131,6 @@ def check_env(cfg: TrainConfig) -> None:
     except ImportError as err:
         raise ConfigError(f"task.env_name: env {env_id!r} needs a missing package: {err}") from err
     env.close()
-
-
-def local_cpus() -> int:
-    """CPUs this process may use (cgroup/affinity aware)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return os.cpu_count() or 1
-
-
-def init_ray(cfg: TrainConfig) -> bool:
-    """Connect to or start Ray; returns True if this call started it (so it should stop it).
-
-    RAY_ADDRESS set -> plain ``ray.init()`` (the job-submission case: passing resources to an
-    existing cluster raises). ``resources.address`` -> ``ray.init(address=...)``. Otherwise a
-    local Ray with this machine's CPUs, no dashboard, and Ray's default (token) auth.
-    """
-    import ray
-
-    if ray.is_initialized():
-        return False
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init()
-    elif cfg.resources.address:
-        ray.init(address=cfg.resources.address)
-    else:
-        cpus = local_cpus() if cfg.resources.num_cpus == "auto" else cfg.resources.num_cpus
-        ray.init(num_cpus=cpus, include_dashboard=False)
-    return True
-
-
-def cluster_resources() -> tuple[float, float]:
-    """(CPUs, GPUs) of the connected Ray cluster."""
-    import ray
-
-    res = ray.cluster_resources()
-    return float(res.get("CPU", 1)), float(res.get("GPU", 0))
 
 
 def build_algorithm(cfg: TrainConfig, resume: Path | None = None) -> Any:

@@ -67,9 +67,9 @@ from memrl.config import (
     config_from_dict,
     load_yaml_tree,
     resolve_config_path,
-    resolve_resources,
 )
 from memrl.progress import IterationMetrics
+from memrl.resources import resolve_resources
 
 # Not __name__: under `python -m memrl.tune` that is "__main__", outside memrl's log handler.
 log = logging.getLogger("memrl.tune")

@@ -67,6 +67,13 @@ def state_kinds(name: str, **kwargs: object) -> set[str]:
         return {s.kind for s in make_core(name, 1, **kwargs).state_spec().values()}
 
 
+def window_memory_len(name: str, core_kwargs: dict[str, object] | None = None) -> int:
+    """Longest window (M) among core ``name``'s state fields; 0 for a core without a window."""
+    with torch.random.fork_rng(devices=[]):
+        spec = make_core(name, 1, **(core_kwargs or {})).state_spec()
+    return max((s.memory_len for s in spec.values() if s.kind == "window"), default=0)
+
+
 def cores_with_state(kind: str) -> tuple[str, ...]:
     """Registered cores having a state field of ``kind`` ("carry" or "window"; default kwargs)."""
     return tuple(name for name in CORES if kind in state_kinds(name))
@@ -89,4 +96,5 @@ __all__ = [
     "make_core",
     "state_kinds",
     "stateful_cores",
+    "window_memory_len",
 ]

@@ -7,7 +7,7 @@
 
 * ``core``: a name of ``memrl.models.CORES`` (``"mlp"``: the memoryless baseline, no state);
 * ``core_kwargs``: keyword arguments of that core;
-* ``model``: encoder/head settings, see :class:`memrl.rllib.model_config.ModelConfig`;
+* ``model``: encoder/head settings, see :class:`memrl.config.NetworkConfig`;
 * ``max_seq_len``: training chunk length (RLlib's key).
 
 Batches of a stateful module carry ``OBS [B, T, ...]``, ``first [B, T]`` bool (True at an
@@ -28,10 +28,10 @@ from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import Tensor, nn
 
+from memrl.config import NetworkConfig
 from memrl.models import StateSpec, check_core_name, make_core
 from memrl.rllib.encoders import build_encoder, mlp
 from memrl.rllib.heads import PolicyHead
-from memrl.rllib.model_config import ModelConfig
 
 # Batch column: [B, T] bool, True where an episode starts.
 FIRST = "first"
@@ -40,7 +40,7 @@ FIRST = "first"
 class Branch(nn.Module):
     """Encoder + core: observations -> features ``[*lead, output_dim]`` (and the next state)."""
 
-    def __init__(self, obs_space, core: str, core_kwargs: dict, cfg: ModelConfig) -> None:
+    def __init__(self, obs_space, core: str, core_kwargs: dict, cfg: NetworkConfig) -> None:
         super().__init__()
         self.encoder = build_encoder(obs_space, cfg)
         self.core = make_core(core, self.encoder.out_dim, **core_kwargs)
@@ -66,7 +66,7 @@ class MemoryActorCritic(TorchRLModule, ValueFunctionAPI):
         core = cfg.get("core")
         check_core_name(core, "model_config['core']")
         core_kwargs = dict(cfg.get("core_kwargs") or {})
-        self.model_cfg = ModelConfig.from_dict(cfg.get("model"))
+        self.model_cfg = NetworkConfig.from_dict(cfg.get("model"))
         act = self.model_cfg.activation
         self.pi_branch = Branch(self.observation_space, core, core_kwargs, self.model_cfg)
         self.vf_branch = (

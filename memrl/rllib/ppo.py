@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import Any
 
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-from memrl.models import check_core_name, make_core
+from memrl.config import NetworkConfig
+from memrl.models import check_core_name, window_memory_len
 from memrl.rllib.connectors import env_to_module_pipeline, module_to_env_pieces
 from memrl.rllib.env import register_rllib_env
 from memrl.rllib.learner import MemoryPPOTorchLearner
-from memrl.rllib.model_config import ModelConfig
 from memrl.rllib.module import MemoryActorCritic
 
 log = logging.getLogger(__name__)
@@ -40,13 +39,6 @@ def training_keys() -> list[str]:
     return sorted(keys - set(_RESERVED_TRAINING))
 
 
-def window_memory_len(core: str, core_kwargs: dict[str, Any]) -> int:
-    """Longest window (M) among the core's state fields; 0 for cores without a window."""
-    # The spec does not depend on the input size; a throwaway core of input 1 tells it.
-    spec = make_core(core, 1, **core_kwargs).state_spec()
-    return max((s.memory_len for s in spec.values() if s.kind == "window"), default=0)
-
-
 def build_ppo_config(
     *,
     env: str,
@@ -69,7 +61,7 @@ def build_ppo_config(
         env_config: kwargs for the env.
         core: a name of ``memrl.models.CORES`` (``"mlp"``: the memoryless baseline).
         core_kwargs: the core's hyperparameters.
-        model: encoder/head settings, keys of :class:`memrl.rllib.model_config.ModelConfig`
+        model: encoder/head settings, keys of :class:`memrl.config.NetworkConfig`
             (``encoder_hiddens``, ``cnn_filters``, ``cnn_out``, ``activation``, ``head_hiddens``,
             ``shared_core``, ``log_std_init``); ``{}`` = defaults.
         max_seq_len: training chunk length (steps per BPTT sequence).
@@ -84,7 +76,7 @@ def build_ppo_config(
             non-positive size.
     """
     check_core_name(core)
-    ModelConfig.from_dict(model)  # fail here, not inside an env runner
+    NetworkConfig.from_dict(model)  # fail here, not inside an env runner
     if not isinstance(max_seq_len, int) or max_seq_len < 1:
         raise ValueError(f"max_seq_len must be a positive int, got {max_seq_len!r}")
     for name, value, low in (

@@ -34,9 +34,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from memrl.config import NetworkConfig
 from memrl.models import StateSpec, check_core_name, make_core, state_kinds
 from memrl.rllib.encoders import build_encoder, mlp
-from memrl.rllib.model_config import ModelConfig
 
 ACTOR = "actor/"
 CRITIC = "critic/"
@@ -56,6 +56,24 @@ def check_action_space(space: gym.Space) -> gym.spaces.Box:
     if np.any(space.high <= space.low):
         raise ValueError(f"TD3 needs high > low in every action dim, got {space}")
     return space
+
+
+def td3_network(network: Mapping[str, Any] | None) -> NetworkConfig:
+    """The validated ``model.network`` keys given for TD3.
+
+    Raises ValueError for a bad key, PPO's ``shared_core`` (TD3 has ``td3.shared_core``), or an
+    empty ``head_hiddens`` (a Q head linear in the action gives the actor a constant gradient).
+    """
+    network = dict(network or {})
+    if "shared_core" in network:
+        raise ValueError("model.network.shared_core is PPO's setting; for TD3 set td3.shared_core")
+    cfg = NetworkConfig.from_dict(network)
+    if not cfg.head_hiddens:
+        raise ValueError(
+            "TD3 needs non-empty model.network.head_hiddens (e.g. [256, 256]): a Q head linear "
+            "in the action gives the actor a constant gradient"
+        )
+    return cfg
 
 
 class ActionScale(nn.Module):
@@ -91,7 +109,12 @@ class History(nn.Module):
     """
 
     def __init__(
-        self, obs_space: gym.Space, action_dim: int, core: str, core_kwargs: dict, cfg: ModelConfig
+        self,
+        obs_space: gym.Space,
+        action_dim: int,
+        core: str,
+        core_kwargs: dict,
+        cfg: NetworkConfig,
     ) -> None:
         super().__init__()
         self.encoder = build_encoder(obs_space, cfg)
@@ -135,7 +158,7 @@ class TD3Networks(nn.Module):
         obs_space, action_space: gymnasium spaces (the action space a rank-1 float Box).
         core: a name of ``memrl.models.CORES``.
         core_kwargs: the core's hyperparameters (the same for actor and critic cores).
-        network: encoder/head settings, keys of :class:`memrl.rllib.model_config.ModelConfig`;
+        network: encoder/head settings, keys of :class:`memrl.config.NetworkConfig`;
             ``head_hiddens`` must be non-empty (a Q head linear in the action would give the
             actor a constant gradient); ``shared_core`` and ``log_std_init`` are not used here.
         shared_core: one history for actor and critics (trained by the critic loss only).
@@ -156,17 +179,7 @@ class TD3Networks(nn.Module):
         super().__init__()
         space = check_action_space(action_space)
         check_core_name(core)
-        network = dict(network or {})
-        if "shared_core" in network:
-            raise ValueError(
-                "model.network.shared_core is PPO's setting; for TD3 set td3.shared_core"
-            )
-        cfg = ModelConfig.from_dict(network)
-        if not cfg.head_hiddens:
-            raise ValueError(
-                "TD3 needs non-empty model.network.head_hiddens (e.g. [256, 256]): a Q head "
-                "linear in the action gives the actor a constant gradient"
-            )
+        cfg = td3_network(network)
         if not isinstance(shared_core, bool):
             raise ValueError(f"td3.shared_core must be a bool, got {shared_core!r}")
         core_kwargs = dict(core_kwargs or {})

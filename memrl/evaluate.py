@@ -171,7 +171,7 @@ def evaluate(
     """
     import ray
 
-    from memrl.train import build_algorithm_config, check_env
+    from memrl.session import build_algorithm_config, check_env
 
     path = checkpoints.find(checkpoint)
     cfg = config_from_dict(

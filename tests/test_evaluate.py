@@ -1,13 +1,12 @@
-"""``memrl eval``: the statistics against hand-computed values, and a run on a real checkpoint."""
+"""``memrl eval``: the statistics against hand-computed values (a run on a real checkpoint is in
+test_train.py, beside the run that makes it)."""
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 
 import pytest
-from test_train import ray_session, trained_run  # noqa: F401  (session fixtures)
 
 from memrl.config import EvaluationConfig
 from memrl.evaluate import (
@@ -96,26 +95,6 @@ def test_score_episodes_reports_undefined_success():
     assert scored["success_rate"] is None and scored["success_ci95"] is None
     assert scored["return_mean"] == pytest.approx(2.0)
     assert scored["length_mean"] == pytest.approx(15.0)
-
-
-def test_eval_of_a_trained_checkpoint_prints_success_and_return(trained_run, capsys):  # noqa: F811
-    ckpt_root = trained_run / "checkpoints" / "tmaze-gru"
-    assert main([str(ckpt_root), "--episodes", "12"]) == 0
-    out = capsys.readouterr().out
-    assert "episodes: 12" in out and "greedy" in out
-    assert "return:" in out and "95% CI" in out
-    assert "success:" in out and "95% Wilson CI" in out
-
-    assert main([str(ckpt_root), "--episodes", "8", "--explore", "--json"]) == 0
-    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert report["episodes"] == 8 and report["explore"] is True
-    assert 0.0 <= report["success_rate"] <= 1.0
-    low, high = report["success_ci95"]
-    assert low <= report["success_rate"] <= high
-    rlow, rhigh = report["return_ci95"]
-    assert rlow <= report["return_mean"] <= rhigh
-    # T-Maze returns are bounded: +4 at best, and at least -0.1 per step before -1 or a cut-off
-    assert report["return_mean"] <= 4.0
 
 
 def test_eval_of_a_missing_checkpoint_is_an_error(tmp_path, capsys):

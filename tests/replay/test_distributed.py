@@ -23,13 +23,6 @@ CHUNK = ChunkConfig(length=16, overlap=8)
 
 
 @pytest.fixture(scope="module")
-def ray_session():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def recorded():
     core = build_core("gru", dict(hidden_size=8, num_layers=1))
     rollouts = [record_rollout(core, ENVS, STEPS, seed=10 + w) for w in range(NUM_WRITERS)]
@@ -50,7 +43,7 @@ def start_and_fill(spec, rollouts):
     return shards
 
 
-def test_writers_route_by_id_and_sampler_covers_all_shards(ray_session, recorded):
+def test_writers_route_by_id_and_sampler_covers_all_shards(ray_local, recorded):
     spec, rollouts = recorded
     shards = start_and_fill(spec, rollouts)
     stats = call_all(shards, "stats")
@@ -81,7 +74,7 @@ def test_writers_route_by_id_and_sampler_covers_all_shards(ray_session, recorded
         ray.kill(shard)
 
 
-def test_killed_shard_is_reported_not_skipped(ray_session, recorded):
+def test_killed_shard_is_reported_not_skipped(ray_local, recorded):
     spec, rollouts = recorded
     shards = start_and_fill(spec, rollouts)
     sampler = PrefetchSampler(shards, batch_size=16, prefetch=2, seed=1)
@@ -100,7 +93,7 @@ def test_killed_shard_is_reported_not_skipped(ray_session, recorded):
     ray.kill(shards[0])
 
 
-def test_save_and_restore_through_actors(ray_session, recorded, tmp_path):
+def test_save_and_restore_through_actors(ray_local, recorded, tmp_path):
     spec, rollouts = recorded
     shards = start_and_fill(spec, rollouts)
     paths = save_shards(shards, tmp_path)

@@ -36,13 +36,6 @@ def recorded():
     raise RuntimeError("no core to record")
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def streams_of(writer_id: int) -> list[int]:
     return [1000 * (writer_id + 1) + e for e in range(ENVS)]
 
@@ -89,7 +82,7 @@ def make_supervisor(spec, directory, **kwargs) -> ShardSupervisor:
     return ShardSupervisor(2, config, spec, directory, num_cpus=0, **kwargs)
 
 
-def test_killed_shard_restores_checkpoint_and_run_continues(ray_session, recorded, tmp_path):
+def test_killed_shard_restores_checkpoint_and_run_continues(ray_local, recorded, tmp_path):
     spec, rollout = recorded
     ckpt = tmp_path / "replay"
     sup = make_supervisor(spec, ckpt, checkpoint_every_steps=100)
@@ -153,7 +146,7 @@ def test_killed_shard_restores_checkpoint_and_run_continues(ray_session, recorde
     sup.shutdown()
 
 
-def test_shard_killed_before_any_checkpoint_restarts_empty(ray_session, recorded, tmp_path):
+def test_shard_killed_before_any_checkpoint_restarts_empty(ray_local, recorded, tmp_path):
     spec, rollout = recorded
     sup = make_supervisor(spec, tmp_path, checkpoint_every_steps=10**6)
     chunker = ChunkWriter(ENVS, CHUNK, streams=streams_of(0))
@@ -184,7 +177,7 @@ def test_shard_killed_before_any_checkpoint_restarts_empty(ray_session, recorded
     sup.shutdown()
 
 
-def test_corrupt_checkpoint_is_a_clear_error_and_reported(ray_session, recorded, tmp_path):
+def test_corrupt_checkpoint_is_a_clear_error_and_reported(ray_local, recorded, tmp_path):
     spec, rollout = recorded
     sup = make_supervisor(spec, tmp_path, checkpoint_every_steps=10**6)
     chunker = ChunkWriter(ENVS, CHUNK, streams=streams_of(0))
@@ -212,7 +205,7 @@ def test_corrupt_checkpoint_is_a_clear_error_and_reported(ray_session, recorded,
     sup.shutdown()
 
 
-def test_existing_checkpoints_need_resume(ray_session, recorded, tmp_path):
+def test_existing_checkpoints_need_resume(ray_local, recorded, tmp_path):
     spec, rollout = recorded
     sup = make_supervisor(spec, tmp_path)
     writer = sup.writer(1)

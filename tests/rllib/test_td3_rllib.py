@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import ray
 import torch
 
 from memrl.config import load_config
@@ -17,12 +16,7 @@ from memrl.rllib.td3.algorithm import td3_config
 from memrl.rllib.td3.module import TD3Module
 from memrl.rllib.td3.networks import PREV_ACTION
 
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_session():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("ray_local")
 
 
 def small_config(core: str = "gru", shared: bool = False, **td3) -> TD3Config:

@@ -111,7 +111,7 @@ def _records(t: int, envs: int) -> dict:
 def test_shard_client_keeps_a_dead_shards_chunks_in_order_and_resends_them(ray_local):
     from memrl.replay import ChunkConfig, ChunkWriter, ReplayConfig
     from memrl.replay.distributed import start_shard
-    from memrl.rllib.offpolicy.replay_client import ShardClient
+    from memrl.replay.shard_writer import ShardWriter
 
     config = ReplayConfig(
         capacity=256,
@@ -126,7 +126,7 @@ def test_shard_client_keeps_a_dead_shards_chunks_in_order_and_resends_them(ray_l
     )
     chunker = ChunkWriter(2, ChunkConfig(4, 0), streams=[11, 12])
     first = start_shard(0, config, {}, num_cpus=0)
-    client = ShardClient(0, first, 0, max_in_flight=2, max_buffered_chunks=3)
+    client = ShardWriter(0, first, 0, max_in_flight=2, max_buffered_chunks=3)
     client.add([c for t in range(8) for c in chunker.add(_records(t, 2))])  # 4 chunks
     client.flush()
     acks = client.drain_acks()

@@ -4,7 +4,7 @@ Data flows one way, env runners -> replay shards -> learner; weights flow back::
 
     OffPolicyEnvRunner.sample_to_replay      (explore with the module; one stream per env)
         episodes -> EpisodeStreams -> Chunk (seq_len steps, overlap chunk_overlap)
-        -> ShardClient -> shard worker_index % num_shards   (acks back to the driver)
+        -> ShardWriter -> shard worker_index % num_shards   (acks back to the driver)
     OffPolicyLearner.train_from_replay(n)    (PrefetchSampler: burn_in + T steps + stored state)
         SequenceBatch -> SequenceTensors -> learn_on_batch(batch) -> LearnOutput
         -> priorities back to the shards

@@ -17,7 +17,7 @@ that checkpoints each shard to Arrow (in a fresh ``run_*`` folder under
 ``replay.checkpoint_dir``, default ``<logdir>/replay_shards``, removed when the algorithm stops)
 once ``replay.checkpoint_every_steps`` acknowledged steps are unsaved in it. A
 shard actor that dies is restored from its last checkpoint: the env runners' writers
-(:class:`memrl.rllib.offpolicy.replay_client.ShardClient`) keep what the dead actor did not
+(:class:`memrl.replay.shard_writer.ShardWriter`) keep what the dead actor did not
 acknowledge and re-send it once the driver pushes them the new handle table; the learner in the
 driver samples through the supervisor's sampler. Exactly the steps the dead actor acknowledged
 after its last checkpoint are lost; they are logged (a warning naming the shard) and reported as

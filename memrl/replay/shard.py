@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from memrl.models.base import MASK_SUFFIX, StateSpec
+from memrl.models.window import gather_window, window_positions
 from memrl.replay import codec, persist
 from memrl.replay.batch import STEP_FIELDS, Chunk, SequenceBatch, importance_weights
 from memrl.replay.config import ReplayConfig
@@ -411,8 +412,7 @@ class ReplayShard:
             if spec.kind == "carry":
                 state[key] = codec.decode(stored[lane, slot], self.config.state_storage)
                 continue
-            memory_len = spec.memory_len
-            past = start[:, None] - memory_len + np.arange(memory_len)  # [B, M], oldest first
+            past = window_positions(start, spec.memory_len)  # [B, M], oldest first
             past_slots = past % cap
             valid = (
                 has_previous[:, None]
@@ -420,13 +420,10 @@ class ReplayShard:
                 & (self._step[lanes_bl, past_slots] == past)
                 & (self._episode_start[lanes_bl, past_slots] == previous_episode[:, None])
             )
-            # Gather straight into [B, layers, M, d] (no transpose copy), then zero the slots
-            # outside the episode in place.
-            layers = np.arange(spec.shape[0])[None, :, None]
-            window = stored[lane[:, None, None], past_slots[:, None, :], layers]
-            window = codec.decode(window, self.config.state_storage)
-            window *= valid[:, None, :, None]
-            state[key] = window
+            # The ring's (lane, slot) as one flat position (a view: no copy of the store).
+            flat = stored.reshape(-1, *stored.shape[2:])
+            window = gather_window(flat, lane[:, None] * cap + past_slots, valid)
+            state[key] = codec.decode(window, self.config.state_storage)
             state[key + MASK_SUFFIX] = valid
         info = {
             "total_priority": self._tree.total,

@@ -58,13 +58,29 @@ def test_wilson_interval_rejects_impossible_counts():
         wilson_interval(0, 0)
 
 
-@pytest.mark.parametrize("df", [1, 2, 3, 5, 10, 29, 30, 31, 50, 120, 1000])
-@pytest.mark.parametrize("p", [0.975, 0.95, 0.995])
-def test_t_quantile_matches_scipy(p, df):
-    stats = pytest.importorskip("scipy.stats")
-    # exact forms (df 1, 2), the table (p=.975, df<=30) and the expansion for large df: 1e-3
-    tight = df <= 2 or p == 0.975 or df >= 30
-    assert t_quantile(p, df) == pytest.approx(stats.t.ppf(p, df), rel=1e-3 if tight else 1e-2)
+@pytest.mark.parametrize(
+    ("p", "df", "expected"),
+    [
+        # closed forms: df 1 is Cauchy, tan(pi (p - 1/2)); df 2 is (2p-1)/sqrt(2p(1-p))
+        (0.975, 1, math.tan(math.pi * 0.475)),
+        (0.975, 2, 0.95 / math.sqrt(2 * 0.975 * 0.025)),
+        # standard table values t_{0.975, df}
+        (0.975, 3, 3.1824),
+        (0.975, 10, 2.2281),
+        (0.975, 30, 2.0423),
+        (0.995, 10, 3.1693),
+        (0.95, 120, 1.6577),
+    ],
+)
+def test_t_quantile_matches_closed_forms_and_tables(p, df, expected):
+    assert t_quantile(p, df) == pytest.approx(expected, abs=1e-4)
+
+
+def test_t_quantile_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="df >= 1"):
+        t_quantile(0.975, 0)
+    with pytest.raises(ValueError, match="0 < p < 1"):
+        t_quantile(1.0, 5)
 
 
 def test_mean_interval_by_hand():

@@ -11,7 +11,7 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from memrl.config import NetworkConfig
 from memrl.models import check_core_name, window_memory_len
-from memrl.rllib.connectors import env_to_module_pipeline, module_to_env_pieces
+from memrl.rllib.connectors import compact_state_env_runner_kwargs
 from memrl.rllib.env import register_rllib_env
 from memrl.rllib.learner import MemoryPPOTorchLearner
 from memrl.rllib.module import MemoryActorCritic
@@ -104,12 +104,9 @@ def build_ppo_config(
         .env_runners(
             num_env_runners=num_env_runners,
             num_envs_per_env_runner=num_envs_per_env_runner,
-            env_to_module_connector=env_to_module_pipeline,
-            add_default_connectors_to_env_to_module_pipeline=False,
-            module_to_env_connector=module_to_env_pieces,
             # A training chunk that starts where the previous sample batch ended rebuilds its
             # window from the M steps before it: the episode chunk must carry them.
-            episode_lookback_horizon=max(1, memory_len),
+            **compact_state_env_runner_kwargs(memory_len),
         )
         .learners(
             num_learners=num_learners,

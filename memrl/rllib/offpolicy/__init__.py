@@ -47,6 +47,7 @@ shard actor is restored from its last Arrow checkpoint and training continues (s
 :mod:`memrl.rllib.offpolicy.algorithm`).
 """
 
+from memrl.rllib.connectors import compact_state_env_runner_kwargs
 from memrl.rllib.offpolicy.algorithm import (
     REPLAY_DIR,
     OffPolicyAlgorithm,
@@ -56,22 +57,6 @@ from memrl.rllib.offpolicy.algorithm import (
 from memrl.rllib.offpolicy.env_runner import OffPolicyEnvRunner, actor_indices
 from memrl.rllib.offpolicy.learner import LearnOutput, OffPolicyLearner, SequenceTensors
 from memrl.rllib.offpolicy.streams import EpisodeStreams, episode_step_records
-
-
-def compact_state_env_runner_kwargs(memory_len: int = 0) -> dict:
-    """``config.env_runners(**kwargs)`` for a module with memrl's compact per-step state.
-
-    memory_len: the longest window of the module's cores (0 for carry-only cores).
-    """
-    from memrl.rllib.connectors import env_to_module_pipeline, module_to_env_pieces
-
-    return dict(
-        env_to_module_connector=env_to_module_pipeline,
-        add_default_connectors_to_env_to_module_pipeline=False,
-        module_to_env_connector=module_to_env_pieces,
-        episode_lookback_horizon=max(1, memory_len),
-    )
-
 
 __all__ = [
     "REPLAY_DIR",

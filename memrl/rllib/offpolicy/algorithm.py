@@ -110,8 +110,8 @@ class OffPolicyConfig(AlgorithmConfig):
         Raises ValueError for a core that is neither registered nor ``"mlp"``.
         """
         from memrl.models import check_core_name
+        from memrl.rllib.connectors import compact_state_env_runner_kwargs
         from memrl.rllib.env import register_rllib_env
-        from memrl.rllib.offpolicy import compact_state_env_runner_kwargs
         from memrl.rllib.ppo import window_memory_len
 
         check_core_name(core)

@@ -133,7 +133,7 @@ class History(nn.Module):
         return self.core(features, state, first)
 
 
-class QHead(nn.Module):
+class CriticHead(nn.Module):
     """``[features, unit action]`` -> Q ``[..., ]`` (the trailing 1 squeezed)."""
 
     def __init__(self, in_dim: int, action_dim: int, hiddens: tuple[int, ...], act: str) -> None:
@@ -198,7 +198,7 @@ class TD3Networks(nn.Module):
             actor_body, nn.Linear(actor_out, self.action_dim), nn.Tanh()
         )
         self.q_heads = nn.ModuleList(
-            QHead(feat, self.action_dim, cfg.head_hiddens, cfg.activation) for _ in range(2)
+            CriticHead(feat, self.action_dim, cfg.head_hiddens, cfg.activation) for _ in range(2)
         )
         self.stateful = self.critic_history.stateful
         self._prefix = (

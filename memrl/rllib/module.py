@@ -62,11 +62,11 @@ class MemoryActorCritic(TorchRLModule, ValueFunctionAPI):
     """PPO-style actor-critic over a memory core; see the module docstring for the batch layout."""
 
     def setup(self) -> None:
-        cfg = self.model_config or {}
+        cfg = self.model_config  # set whole by build_ppo_config; no defaults here
         core = cfg.get("core")
         check_core_name(core, "model_config['core']")
-        core_kwargs = dict(cfg.get("core_kwargs") or {})
-        self.model_cfg = NetworkConfig.from_dict(cfg.get("model"))
+        core_kwargs = dict(cfg["core_kwargs"])
+        self.model_cfg = NetworkConfig.from_dict(cfg["model"])
         act = self.model_cfg.activation
         self.pi_branch = Branch(self.observation_space, core, core_kwargs, self.model_cfg)
         self.vf_branch = (

@@ -21,6 +21,8 @@ LAYERS = {
     "memrl.models": (),
     "memrl.envs": ("memrl.models",),
     "memrl.config": ("memrl.models", "memrl.envs"),
+    "memrl.replay": ("memrl.models", "memrl.config"),
+    "memrl.rllib": ("memrl.models", "memrl.envs", "memrl.config", "memrl.replay"),
 }
 
 

@@ -228,7 +228,7 @@ def measure_learner_idle(spec: dict[str, StateSpec], args: argparse.Namespace) -
     """Fill ``--shards`` Ray shard actors, then time a simulated learner pulling batches."""
     import ray
 
-    from memrl.replay.distributed import PrefetchSampler, ReplayWriter, create_shards
+    from memrl.replay.distributed import PrefetchSampler, create_shards, replay_writer
 
     started_ray = not ray.is_initialized()
     if started_ray:
@@ -243,7 +243,7 @@ def measure_learner_idle(spec: dict[str, StateSpec], args: argparse.Namespace) -
         )
         shards = create_shards(args.shards, config, spec, num_cpus=0)
         chunks = _chunks(spec, args, config.max_streams * args.shards)
-        writers = [ReplayWriter(shards, w, max_in_flight=8) for w in range(args.shards)]
+        writers = [replay_writer(shards, w, max_in_flight=8) for w in range(args.shards)]
         for _ in range(config.capacity // ChunkConfig().stride):
             chunk = next(chunks)
             writers[chunk.stream % args.shards].add([chunk])

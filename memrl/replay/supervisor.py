@@ -12,7 +12,7 @@ Usage (in the process that owns the learner; writers in the same process)::
 
     sup = ShardSupervisor(num_shards, config, state_spec, checkpoint_dir,
                           checkpoint_every_steps=10_000)
-    writer = sup.writer(writer_id)          # like ReplayWriter: add(chunks), flush()
+    writer = sup.writer(writer_id)          # a ShardWriter: add(chunks), flush()
     sampler = sup.sampler(batch_size=64)    # like PrefetchSampler: next(), update_priorities()
     ...
     sup.poll()                              # optional: finishes / starts checkpoints
@@ -62,7 +62,7 @@ exact loss accounting and step-triggered checkpoints need the writers in the sup
 process (``sup.writer``), or writers elsewhere whose acknowledgements the owner passes to
 ``note_ack`` and whose unacknowledged chunks are re-sent to the restored actor (what a
 :class:`memrl.replay.shard_writer.ShardWriter` without ``recover`` and ``OffPolicyAlgorithm`` do
-for env runners in other processes). A plain ``ReplayWriter`` against ``sup.handles()`` just gets
+for env runners in other processes). A plain ``replay_writer`` against ``sup.handles()`` just gets
 ``ReplayShardError``.
 """
 

@@ -11,9 +11,9 @@ from memrl.replay import ChunkConfig, ChunkWriter
 from memrl.replay.distributed import (
     PrefetchSampler,
     ReplayShardError,
-    ReplayWriter,
     call_all,
     create_shards,
+    replay_writer,
     restore_shards,
     save_shards,
 )
@@ -34,7 +34,7 @@ def start_and_fill(spec, rollouts):
     shards = create_shards(NUM_SHARDS, config, spec, num_cpus=0)
     for writer_id, rollout in enumerate(rollouts):
         chunks = ChunkWriter(ENVS, CHUNK, seed=writer_id)
-        sender = ReplayWriter(shards, writer_id, max_in_flight=2)
+        sender = replay_writer(shards, writer_id, max_in_flight=2)
         for t in range(STEPS):
             sender.add(chunks.add(rollout.step_record(t)))
         sender.add(chunks.flush())
@@ -85,7 +85,7 @@ def test_killed_shard_is_reported_not_skipped(ray_local, recorded):
             sampler.next()
     with pytest.raises(ReplayShardError, match="replay shard 1"):
         call_all(shards, "stats")
-    writer = ReplayWriter(shards, writer_id=1, max_in_flight=0)
+    writer = replay_writer(shards, writer_id=1, max_in_flight=0)
     chunks = ChunkWriter(ENVS, CHUNK, seed=99)
     with pytest.raises(ReplayShardError, match="replay shard 1"):
         for t in range(STEPS):

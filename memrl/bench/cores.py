@@ -33,7 +33,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from memrl.bench.report import write_report
-from memrl.models import CORES, MASK_SUFFIX, MemoryCore, core_class
+from memrl.models import CORES, MASK_SUFFIX, MemoryCore, core_class, stateful_cores
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +96,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cores",
         type=_argparse_type(parse_cores),
-        default=list(CORES),
-        help=f"comma-separated cores (default all: {','.join(CORES)})",
+        default=list(stateful_cores()),
+        help="comma-separated cores (default: every core with state)",
     )
     parser.add_argument(
         "--contexts",

@@ -5,9 +5,9 @@
 
 ``model_config`` keys (set by :func:`memrl.rllib.ppo.build_ppo_config`):
 
-* ``core``: a name of ``memrl.models.CORES`` or ``"mlp"`` (memoryless baseline, no state);
+* ``core``: a name of ``memrl.models.CORES`` (``"mlp"``: the memoryless baseline, no state);
 * ``core_kwargs``: keyword arguments of that core;
-* ``model``: encoder/head settings, see :class:`memrl.rllib.model_config.ModelConfig`;
+* ``model``: encoder/head settings, see :class:`memrl.config.NetworkConfig`;
 * ``max_seq_len``: training chunk length (RLlib's key).
 
 Batches of a stateful module carry ``OBS [B, T, ...]``, ``first [B, T]`` bool (True at an
@@ -28,11 +28,10 @@ from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import Tensor, nn
 
-from memrl.models import StateSpec, make_core
+from memrl.config import NetworkConfig
+from memrl.models import StateSpec, check_core_name, make_core
 from memrl.rllib.encoders import build_encoder, mlp
 from memrl.rllib.heads import PolicyHead
-from memrl.rllib.memoryless import MEMORYLESS, MLPCore, check_core_name
-from memrl.rllib.model_config import ModelConfig
 
 # Batch column: [B, T] bool, True where an episode starts.
 FIRST = "first"
@@ -41,35 +40,33 @@ FIRST = "first"
 class Branch(nn.Module):
     """Encoder + core: observations -> features ``[*lead, output_dim]`` (and the next state)."""
 
-    def __init__(self, obs_space, core: str, core_kwargs: dict, cfg: ModelConfig) -> None:
+    def __init__(self, obs_space, core: str, core_kwargs: dict, cfg: NetworkConfig) -> None:
         super().__init__()
         self.encoder = build_encoder(obs_space, cfg)
-        if core == MEMORYLESS:
-            self.core: nn.Module = MLPCore(self.encoder.out_dim, **core_kwargs)
-            self.stateful = False
-        else:
-            self.core = make_core(core, self.encoder.out_dim, **core_kwargs)
-            self.stateful = True
+        self.core = make_core(core, self.encoder.out_dim, **core_kwargs)
+        # RLlib gives a module without state batches without a time axis.
+        self.stateful = bool(self.core.state_spec())
         self.output_dim = self.core.output_dim
 
     def forward(
         self, obs: Any, state: dict[str, Tensor] | None, first: Tensor | None
     ) -> tuple[Tensor, dict[str, Tensor]]:
         x = self.encoder(obs)
-        if not self.stateful:
-            return self.core(x), {}
-        return self.core(x, state, first)
+        if self.stateful:
+            return self.core(x, state, first)
+        y, _ = self.core(x.unsqueeze(1), None, None)
+        return y.squeeze(1), {}
 
 
 class MemoryActorCritic(TorchRLModule, ValueFunctionAPI):
     """PPO-style actor-critic over a memory core; see the module docstring for the batch layout."""
 
     def setup(self) -> None:
-        cfg = self.model_config or {}
+        cfg = self.model_config  # set whole by build_ppo_config; no defaults here
         core = cfg.get("core")
         check_core_name(core, "model_config['core']")
-        core_kwargs = dict(cfg.get("core_kwargs") or {})
-        self.model_cfg = ModelConfig.from_dict(cfg.get("model"))
+        core_kwargs = dict(cfg["core_kwargs"])
+        self.model_cfg = NetworkConfig.from_dict(cfg["model"])
         act = self.model_cfg.activation
         self.pi_branch = Branch(self.observation_space, core, core_kwargs, self.model_cfg)
         self.vf_branch = (
@@ -100,17 +97,15 @@ class MemoryActorCritic(TorchRLModule, ValueFunctionAPI):
         """The flat state spec of all cores (keys prefixed as in the module docstring)."""
         spec: dict[str, StateSpec] = {}
         for prefix, branch in self._branches():
-            if branch.stateful:
-                spec.update({prefix + k: s for k, s in branch.core.state_spec().items()})
+            spec.update({prefix + k: s for k, s in branch.core.state_spec().items()})
         return spec
 
     def get_initial_state(self) -> dict[str, np.ndarray]:
-        """Unbatched zero state (numpy); ``{}`` for the memoryless core."""
+        """Unbatched zero state (numpy); ``{}`` for a core without state."""
         state: dict[str, np.ndarray] = {}
         for prefix, branch in self._branches():
-            if branch.stateful:
-                init = branch.core.initial_state(1)
-                state.update({prefix + k: v[0].cpu().numpy() for k, v in init.items()})
+            init = branch.core.initial_state(1)
+            state.update({prefix + k: v[0].cpu().numpy() for k, v in init.items()})
         return state
 
     # --- forward passes ---------------------------------------------------------------------

@@ -16,7 +16,8 @@ import numpy as np
 
 def _env_of(source: str) -> tuple[str, dict]:
     """(env id, kwargs) of a config name/path, or of a gymnasium id given directly."""
-    from memrl.config import ConfigError, load_config, resolve_env_id
+    from memrl.config import ConfigError, load_config
+    from memrl.envs import resolve_env_id
 
     try:
         cfg = load_config(source)

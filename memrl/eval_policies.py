@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from memrl.config import ConfigError, ResolvedResources, TrainConfig
+from memrl.config import ConfigError, TrainConfig
+from memrl.resources import ResolvedResources
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def play(
     """
     import ray
 
-    from memrl.train import build_algorithm_config
+    from memrl.session import build_algorithm_config
 
     policy = policy_for(cfg.algo)
     started = False

@@ -36,7 +36,6 @@ from memrl.config import ConfigError, EvaluationConfig, config_from_dict
 from memrl.envs import resolve_env_id
 
 
-
 def t_quantile(p: float, df: int) -> float:
     """Quantile ``p`` of Student's t with ``df`` degrees of freedom (scipy's ``t.ppf``).
 

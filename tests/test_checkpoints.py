@@ -244,7 +244,7 @@ def test_tune_restore_refuses_a_damaged_checkpoint(run, damage, tmp_path, monkey
     """``train_trial`` given a damaged Tune checkpoint fails before building the algorithm."""
     from ray import tune
 
-    import memrl.train
+    import memrl.session
     from memrl.tune import Variant, train_trial
 
     root, saved = run
@@ -256,7 +256,7 @@ def test_tune_restore_refuses_a_damaged_checkpoint(run, damage, tmp_path, monkey
     def never(*args, **kwargs):
         raise AssertionError("the algorithm was built from a damaged checkpoint")
 
-    monkeypatch.setattr(memrl.train, "build_algorithm", never)
+    monkeypatch.setattr(memrl.session, "build_algorithm", never)
     base = checkpoints.load_config_data(saved[-1])
     variant = Variant(0, {}, [])
     with pytest.raises(CheckpointError, match=DAMAGE[damage][1]):

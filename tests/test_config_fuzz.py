@@ -105,7 +105,7 @@ class _Started(Exception):
 def test_cli_fails_with_exit_code_2_naming_the_key(key, raw):
     from unittest import mock
 
-    import memrl.train
+    import memrl.loop
     from memrl.cli import main
 
     item = f"{key}={raw}"
@@ -115,7 +115,7 @@ def test_cli_fails_with_exit_code_2_naming_the_key(key, raw):
 
     out_lines: list[str] = []
     with (
-        mock.patch.object(memrl.train, "init_ray", start),
+        mock.patch.object(memrl.loop, "init_ray", start),
         mock.patch("rich.console.Console.print", lambda self, *a, **k: out_lines.append(a[0])),
     ):
         try:

@@ -28,8 +28,10 @@ def list_configs() -> list[str]:
     names: set[str] = set()
     for root in config_dirs():
         for path in root.rglob("*.yaml"):
-            # configs/tune/ holds search specs for `memrl tune`, not training configs.
-            if not path.name.startswith("_") and path.relative_to(root).parts[0] != "tune":
+            # configs/tune/ and configs/repro/ hold search specs for `memrl tune` and suites for
+            # `memrl repro`, not training configs.
+            top = path.relative_to(root).parts[0]
+            if not path.name.startswith("_") and top not in ("tune", "repro"):
                 names.add(path.relative_to(root).with_suffix("").as_posix())
     return sorted(names)
 

@@ -10,13 +10,13 @@ used and tested without Ray): ``create_shards``, ``replay_writer``, ``PrefetchSa
 
 from memrl.replay.batch import Chunk, SequenceBatch, importance_weights, sequence_priority
 from memrl.replay.config import ChunkConfig, ReplayConfig
-from memrl.replay.persist import CheckpointError
+from memrl.replay.persist import ReplayCheckpointError
 from memrl.replay.shard import ReplayShard
 from memrl.replay.sum_tree import SumTree
 from memrl.replay.writer import ChunkWriter
 
 __all__ = [
-    "CheckpointError",
+    "ReplayCheckpointError",
     "Chunk",
     "ChunkConfig",
     "ChunkWriter",

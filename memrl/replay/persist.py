@@ -37,7 +37,7 @@ FORMAT_VERSION = 1
 META_KEY = b"memrl.replay"
 
 
-class CheckpointError(ValueError):
+class ReplayCheckpointError(ValueError):
     """A replay checkpoint is missing, truncated, corrupt, or does not fit the shard."""
 
 
@@ -122,12 +122,14 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(path.read_text())
     except FileNotFoundError as err:
-        raise CheckpointError(f"replay checkpoint manifest {path} does not exist") from err
+        raise ReplayCheckpointError(f"replay checkpoint manifest {path} does not exist") from err
     except (OSError, ValueError) as err:
-        raise CheckpointError(f"replay checkpoint manifest {path} is unreadable: {err}") from err
+        raise ReplayCheckpointError(
+            f"replay checkpoint manifest {path} is unreadable: {err}"
+        ) from err
     missing = {"file", "rows", "bytes", "sha256", "format_version"} - set(manifest)
     if missing:
-        raise CheckpointError(f"replay checkpoint manifest {path} lacks {sorted(missing)}")
+        raise ReplayCheckpointError(f"replay checkpoint manifest {path} lacks {sorted(missing)}")
     return manifest
 
 
@@ -137,46 +139,54 @@ def read_rows(
     """Read and verify part ``part``: ``(rows, meta, data file path)``.
 
     ``columns`` names each wanted column with its per-row shape and dtype; ``rows[name]`` comes
-    back as ``[N, *shape]`` of that dtype. Raises CheckpointError on a missing file, a size /
+    back as ``[N, *shape]`` of that dtype. Raises ReplayCheckpointError on a missing file, a size /
     checksum / row-count mismatch, an unreadable Arrow file or metadata, or a missing column.
     """
     mpath = manifest_path(directory, part)
     manifest = _read_manifest(mpath)
     if manifest["format_version"] != FORMAT_VERSION:
-        raise CheckpointError(
+        raise ReplayCheckpointError(
             f"{mpath}: format_version {manifest['format_version']}, expected {FORMAT_VERSION}"
         )
     path = directory / manifest["file"]
     if not path.exists():
-        raise CheckpointError(f"replay checkpoint file {path} (named in {mpath}) does not exist")
+        raise ReplayCheckpointError(
+            f"replay checkpoint file {path} (named in {mpath}) does not exist"
+        )
     size = path.stat().st_size
     if size != manifest["bytes"]:
-        raise CheckpointError(
+        raise ReplayCheckpointError(
             f"replay checkpoint file {path} has {size} bytes, the manifest says "
             f"{manifest['bytes']}: truncated or overwritten"
         )
     if _sha256(path) != manifest["sha256"]:
-        raise CheckpointError(f"replay checkpoint file {path} fails its SHA-256 check: corrupt")
+        raise ReplayCheckpointError(
+            f"replay checkpoint file {path} fails its SHA-256 check: corrupt"
+        )
     try:
         with pa.memory_map(str(path), "r") as source:
             table = pa.ipc.open_file(source).read_all()
     except (pa.ArrowException, OSError) as err:
-        raise CheckpointError(
+        raise ReplayCheckpointError(
             f"replay checkpoint file {path} is not a readable Arrow file: {err}"
         ) from err
     if table.num_rows != manifest["rows"]:
-        raise CheckpointError(
+        raise ReplayCheckpointError(
             f"replay checkpoint file {path} has {table.num_rows} rows, manifest says "
             f"{manifest['rows']}"
         )
     try:
         meta = json.loads((table.schema.metadata or {}).get(META_KEY, b"{}"))
     except ValueError as err:
-        raise CheckpointError(f"replay checkpoint file {path} has unreadable metadata") from err
+        raise ReplayCheckpointError(
+            f"replay checkpoint file {path} has unreadable metadata"
+        ) from err
     rows: dict[str, np.ndarray] = {}
     try:
         for name, (shape, dtype) in columns.items():
             rows[name] = _to_numpy(table.column(name), tuple(shape), np.dtype(dtype))
     except (KeyError, ValueError, pa.ArrowException) as err:
-        raise CheckpointError(f"replay checkpoint file {path} has a bad column: {err}") from err
+        raise ReplayCheckpointError(
+            f"replay checkpoint file {path} has a bad column: {err}"
+        ) from err
     return rows, meta, path

@@ -32,7 +32,7 @@ from memrl.models.window import gather_window, window_positions
 from memrl.replay import codec, persist
 from memrl.replay.batch import STEP_FIELDS, Chunk, SequenceBatch, importance_weights
 from memrl.replay.config import ReplayConfig
-from memrl.replay.persist import CheckpointError
+from memrl.replay.persist import ReplayCheckpointError
 from memrl.replay.sum_tree import SumTree
 
 log = logging.getLogger(__name__)
@@ -522,7 +522,7 @@ class ReplayShard:
     def restore(self, directory: str | Path) -> None:
         """Load the checkpoint of this shard id from ``directory``; all or nothing.
 
-        Raises CheckpointError (a ValueError) on a missing, truncated, corrupt or incompatible
+        Raises ReplayCheckpointError (a ValueError) on a missing, truncated, corrupt or incompatible
         checkpoint; the shard is then unchanged.
         """
         columns = {name: ((), np.dtype(dtype)) for name, dtype in BOOKKEEPING_COLUMNS.items()}
@@ -540,12 +540,16 @@ class ReplayShard:
         }
 
     def _check_compatible(self, meta: dict[str, Any], path: Path) -> None:
-        """CheckpointError unless ``meta`` was saved by this shard id with this config (but for
-        the fields that may differ) and state spec."""
+        """ReplayCheckpointError unless ``meta`` was saved by this shard id with this config (but
+        for the fields that may differ) and state spec."""
         if "shard" not in meta:
-            raise CheckpointError(f"replay checkpoint file {path} lacks its memrl.replay metadata")
+            raise ReplayCheckpointError(
+                f"replay checkpoint file {path} lacks its memrl.replay metadata"
+            )
         if meta.get("shard_id") != self.shard_id:
-            raise CheckpointError(f"{path} holds shard {meta.get('shard_id')}, not {self.shard_id}")
+            raise ReplayCheckpointError(
+                f"{path} holds shard {meta.get('shard_id')}, not {self.shard_id}"
+            )
         saved = dict(meta.get("config", {}))
         mine = self.config.to_dict()
         for key in _FREE_CONFIG_FIELDS:
@@ -554,9 +558,9 @@ class ReplayShard:
         differ = sorted(k for k in set(saved) | set(mine) if saved.get(k) != mine.get(k))
         if differ:
             detail = ", ".join(f"{k}: saved {saved.get(k)!r} vs {mine.get(k)!r}" for k in differ)
-            raise CheckpointError(f"{path} was written with another ReplayConfig ({detail})")
+            raise ReplayCheckpointError(f"{path} was written with another ReplayConfig ({detail})")
         if meta.get("state_spec") != self._describe_spec():
-            raise CheckpointError(
+            raise ReplayCheckpointError(
                 f"{path} was written for state spec {meta.get('state_spec')}, this shard has "
                 f"{self._describe_spec()}"
             )

@@ -86,7 +86,7 @@ from memrl.models.base import StateSpec
 from memrl.replay.batch import SequenceBatch
 from memrl.replay.config import ReplayConfig
 from memrl.replay.distributed import PrefetchSampler, ReplayShardError, start_shard
-from memrl.replay.persist import CheckpointError, manifest_path
+from memrl.replay.persist import ReplayCheckpointError, manifest_path
 from memrl.replay.shard_writer import ShardWriter
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,7 @@ class ShardSupervisor:
                 if manifest_path(state.directory, state.index).exists():
                     try:
                         self._restore(state, state.handle)
-                    except CheckpointError as err:
+                    except ReplayCheckpointError as err:
                         self.shutdown()
                         raise ShardRestoreError(state.index, num_shards, err) from err
 
@@ -286,7 +286,7 @@ class ShardSupervisor:
         if state.checkpoint_writes is not None or has_checkpoint:
             try:
                 self._restore(state, new)
-            except (CheckpointError, RayActorError) as err:
+            except (ReplayCheckpointError, RayActorError) as err:
                 ray.kill(new, no_restart=True)
                 state.failed = (
                     f"replay shard {state.index} died and its checkpoint in {state.directory} "
@@ -322,8 +322,10 @@ class ShardSupervisor:
         """Restore ``handle`` from the shard's checkpoint; note what the checkpoint holds."""
         try:
             ray.get(handle.restore.remote(str(state.directory)))
-        except CheckpointError as err:  # a RayTaskError subclassing the shard's CheckpointError
-            raise CheckpointError(str(err).splitlines()[-1]) from err
+        except (
+            ReplayCheckpointError
+        ) as err:  # a RayTaskError subclassing the shard's ReplayCheckpointError
+            raise ReplayCheckpointError(str(err).splitlines()[-1]) from err
         stats = ray.get(handle.stats.remote())
         state.base_writes = int(stats["writes"])
         state.checkpoint_steps = int(stats["steps"])

@@ -1,6 +1,6 @@
 """One cell's run and its result: the single place the suite calls memrl's training code.
 
-:func:`run_cell` trains the cell's config with ``memrl.train.train`` (one process at cpu
+:func:`run_cell` trains the cell's config with ``memrl.loop.train`` (one process at cpu
 scale: no remote env runners), then scores the final checkpoint greedily with
 ``memrl.evaluate.evaluate`` over the task's ``eval_episodes`` (seed = training seed + 1000).
 A cell's *final return* is that greedy mean episode return; with ``eval_episodes: 0`` it is the
@@ -114,8 +114,8 @@ def _identity(cell: Cell) -> dict[str, Any]:
 
 
 def _train(cfg: Any, console: Console) -> Any:
-    """The training call (memrl.train.train); relink here when train.py's API moves."""
-    from memrl.train import train
+    """The training call: memrl's one training loop (memrl.loop.train)."""
+    from memrl.loop import train
 
     return train(cfg, console=console)
 

@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``memrl repro`` and ``python -m memrl.repro``; returns the exit code."""
-    from memrl.train import setup_logging
+    from memrl.progress import setup_logging
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)

@@ -87,7 +87,7 @@ def _describe(result: CellResult) -> str:
 def _paper_resources(cells: list[Cell], jobs: int) -> list[Cell]:
     """Resolve "auto" resources of paper-scale cells against 1/jobs of the cluster each."""
     from memrl.config import resolve_resources
-    from memrl.train import cluster_resources
+    from memrl.resources import cluster_resources
 
     cpus, gpus = cluster_resources()
     out = []
@@ -164,7 +164,7 @@ def run_cells(
 ) -> RunSummary:
     """Run every cell of ``cells`` not finished under ``out`` (see the module docstring).
 
-    With ``executor="ray"`` a local Ray is started (memrl.train.init_ray: sized to the machine,
+    With ``executor="ray"`` a local Ray is started (memrl.resources.init_ray: sized to the machine,
     token auth on) unless one is connected, and stopped afterwards if this call started it.
     ``jobs`` (cells in flight) defaults to the cluster's CPUs (1 for the local executor).
     """
@@ -174,7 +174,7 @@ def run_cells(
     todo = [c for c in cells if c.key not in done]
     started_ray = False
     if todo and executor == "ray":
-        from memrl.train import cluster_resources, init_ray
+        from memrl.resources import cluster_resources, init_ray
 
         started_ray = init_ray(todo[0].train_config())
         try:

@@ -49,11 +49,11 @@ class SuiteError(ConfigError):
     """A suite file that cannot run; the message names each offending dotted key."""
 
 
-class _Strict(BaseModel):
+class _SuiteModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class CoreSpec(_Strict):
+class CoreSpec(_SuiteModel):
     """One core of the matrix (the memoryless baseline is core ``mlp``)."""
 
     core: str | None = Field(None, description="memrl core name (default: the entry's label)")
@@ -65,14 +65,14 @@ class CoreSpec(_Strict):
     )
 
 
-class Reference(_Strict):
+class Reference(_SuiteModel):
     """A published number to compare against (drawn as a dotted line)."""
 
     label: str = Field(description="e.g. 'POPGym paper GRU'")
     value: float = Field(description="episode return")
 
 
-class TaskSpec(_Strict):
+class TaskSpec(_SuiteModel):
     """One task: a base training config plus what counts as chance and success."""
 
     config: str = Field(description="memrl training config (short name or path), cpu scale")
@@ -98,7 +98,7 @@ class TaskSpec(_Strict):
     references: list[Reference] = Field(default_factory=list, description="published numbers")
 
 
-class SuiteSpec(_Strict):
+class SuiteSpec(_SuiteModel):
     """A learning suite: cores x tasks x seq lens x seeds."""
 
     name: str | None = Field(None, pattern=LABEL, description="default: the file's stem")

@@ -10,7 +10,7 @@ import pytest
 from replay_helpers import OBS_DIM, fill, replay_config
 from replay_helpers import window_rollout as record_window_rollout
 
-from memrl.replay import CheckpointError, ChunkConfig, ReplayShard
+from memrl.replay import ChunkConfig, ReplayCheckpointError, ReplayShard
 from memrl.replay.persist import manifest_path
 
 CHUNK = ChunkConfig(length=16, overlap=8)
@@ -118,7 +118,7 @@ def test_corrupt_checkpoint_raises_and_loads_nothing(tmp_path, window_rollout, d
     target = ReplayShard(replay_config(capacity=4 * 32), spec)
     fill(target, rollout, CHUNK, 40)
     before = snapshot(target)
-    with pytest.raises(CheckpointError, match="replay checkpoint"):
+    with pytest.raises(ReplayCheckpointError, match="replay checkpoint"):
         target.restore(tmp_path)
     assert_same(before, snapshot(target))
 
@@ -127,7 +127,7 @@ def test_incompatible_config_is_refused(tmp_path, window_rollout):
     spec, rollout = window_rollout
     make_shard(spec, rollout).save(tmp_path)
     other = ReplayShard(replay_config(capacity=4 * 32, seq_len=9), spec)
-    with pytest.raises(CheckpointError, match="seq_len"):
+    with pytest.raises(ReplayCheckpointError, match="seq_len"):
         other.restore(tmp_path)
-    with pytest.raises(CheckpointError, match="does not exist"):
+    with pytest.raises(ReplayCheckpointError, match="does not exist"):
         ReplayShard(replay_config(capacity=4 * 32), spec, shard_id=5).restore(tmp_path)

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from memrl.config import NetworkConfig
 from memrl.data import Episode
 from memrl.models import CORES
-from memrl.rllib.model_config import ModelConfig
 from memrl.rllib.qtransformer import (
     ActionBins,
     QTransformerHyperparameters,
@@ -29,7 +29,7 @@ BOX2 = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
 
 def _network(core: str, num_dims: int, num_bins: int, hp: QTransformerHyperparameters, **kw):
     core_kwargs = SMALL_CORE_KWARGS.get(core, {"hidden_size": 32, "num_layers": 1})
-    model = ModelConfig.from_dict({"encoder_hiddens": [32]})
+    model = NetworkConfig.from_dict({"encoder_hiddens": [32]})
     return QTransformerNetwork(kw.get("obs", OBS), num_dims, num_bins, core, core_kwargs, model, hp)
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from memrl.config import NetworkConfig
 from memrl.data.collect import collect
-from memrl.rllib.model_config import ModelConfig
 from memrl.rllib.qtransformer import QTransformerHyperparameters
 from memrl.rllib.qtransformer.local import train_offline
 
@@ -19,7 +19,7 @@ def test_train_offline_on_a_collected_dataset(tmp_path: Path) -> None:
     )
     network, update, result = train_offline(
         tmp_path / "ds", core="gru", core_kwargs={"hidden_size": 16, "num_layers": 1},
-        model=ModelConfig.from_dict({"encoder_hiddens": [16]}), hp=hp, updates=6,
+        model=NetworkConfig.from_dict({"encoder_hiddens": [16]}), hp=hp, updates=6,
         eval_every=3, eval_episodes=1,
     )  # fmt: skip
     assert update.updates == result.updates == 6

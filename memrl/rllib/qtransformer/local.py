@@ -19,8 +19,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from memrl.config import NetworkConfig
 from memrl.data import Episode, load_episodes
-from memrl.rllib.model_config import ModelConfig
 from memrl.rllib.qtransformer.discretise import ActionBins
 from memrl.rllib.qtransformer.hyperparameters import QTransformerHyperparameters
 from memrl.rllib.qtransformer.network import QTransformerNetwork
@@ -73,7 +73,7 @@ def train_offline(
     *,
     core: str,
     core_kwargs: dict[str, Any],
-    model: ModelConfig,
+    model: NetworkConfig,
     hp: QTransformerHyperparameters,
     updates: int,
     env_id: str | None = None,

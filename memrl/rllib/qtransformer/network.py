@@ -23,10 +23,9 @@ import gymnasium as gym
 import torch
 from torch import Tensor, nn
 
-from memrl.models import make_core
+from memrl.config import NetworkConfig
+from memrl.models import check_core_name, make_core
 from memrl.rllib.encoders import build_encoder, mlp
-from memrl.rllib.memoryless import MEMORYLESS, MLPCore, check_core_name
-from memrl.rllib.model_config import ModelConfig
 from memrl.rllib.qtransformer.hyperparameters import QTransformerHyperparameters
 
 
@@ -104,17 +103,14 @@ class QTransformerNetwork(nn.Module):
         num_bins: int,
         core: str,
         core_kwargs: dict[str, Any],
-        model: ModelConfig,
+        model: NetworkConfig,
         hp: QTransformerHyperparameters,
     ) -> None:
         super().__init__()
         check_core_name(core)
         self.encoder = build_encoder(obs_space, model)
-        self.stateful = core != MEMORYLESS
-        if self.stateful:
-            self.core: nn.Module = make_core(core, self.encoder.out_dim, **core_kwargs)
-        else:
-            self.core = MLPCore(self.encoder.out_dim, **core_kwargs)
+        self.core = make_core(core, self.encoder.out_dim, **core_kwargs)
+        self.stateful = bool(self.core.state_spec())
         self.head = CausalDimensionHead(
             self.core.output_dim,
             num_dims,
@@ -126,17 +122,14 @@ class QTransformerNetwork(nn.Module):
         )
 
     def initial_state(self, batch_size: int, device: Any = None) -> dict[str, Tensor]:
-        return self.core.initial_state(batch_size, device) if self.stateful else {}
+        return self.core.initial_state(batch_size, device)
 
     def histories(
         self, obs: Any, first: Tensor, state: dict[str, Tensor] | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """obs ``[B, T, *obs_shape]``, first ``[B, T]`` bool, state (None: initial) ->
         (h ``[B, T, H]``, state after the last step)."""
-        features = self.encoder(obs)
-        if not self.stateful:
-            return self.core(features), {}
-        return self.core(features, state, first)
+        return self.core(self.encoder(obs), state, first)
 
     def forward(self, obs: Any, first: Tensor, bins: Tensor) -> Tensor:
         """Teacher-forced Q-values ``[B, T, d, B]`` of a sequence from the initial state."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -11,6 +12,8 @@ from rich.table import Table
 
 from memrl.tune.spec import TuneSpec
 from memrl.tune.variants import override
+
+log = logging.getLogger(__name__)
 
 
 def _fmt(value: Any) -> str:
@@ -57,6 +60,13 @@ def results_table(spec: TuneSpec, results: Any) -> tuple[Table, Any]:
     return table, best
 
 
+def error_line(error: BaseException | str) -> str:
+    """The line a person acts on: the last non-empty line of a trial's error (Tune wraps the
+    trial's own exception and its traceback in a RayTaskError / TuneError)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
+
+
 def print_report(spec: TuneSpec, results: Any, console: Console) -> int:
     """Print the table, the best trial and how to reproduce it; returns the exit code."""
     table, best = results_table(spec, results)
@@ -65,7 +75,10 @@ def print_report(spec: TuneSpec, results: Any, console: Console) -> int:
     wide.print(table)
     errors = [r for r in results if r.error]
     for r in errors:
-        console.print(f"[red]trial {r.config['variant']['index']:03d} failed: {r.error}[/red]")
+        index = r.config["variant"]["index"]
+        line = error_line(r.error)
+        console.print(f"[red]trial {index:03d} failed: {line}[/red]", highlight=False)
+        log.debug("trial %03d: %s", index, r.error)  # the whole error, traceback included
     if best is None:
         console.print(f"[yellow]no trial reported a finite {spec.metric}[/yellow]")
         return 1 if errors else 0

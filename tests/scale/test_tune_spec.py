@@ -179,3 +179,21 @@ def test_cli_dry_run_and_errors(tmp_path, capsys):
     # --resume of an experiment that was never run fails before Ray starts
     assert main([str(write_spec(tmp_path)), "--resume"]) == 2
     assert "no Tune experiment to restore" in capsys.readouterr().out
+
+
+def test_a_failed_trial_is_reported_in_one_line():
+    """Tune wraps a trial's exception with its traceback; the report prints its last line."""
+    from memrl.tune.report import error_line
+
+    wrapped = (
+        "ray::ImplicitFunc.train() (pid=1, ip=127.0.0.1)\n"
+        "Traceback (most recent call last):\n"
+        '  File "trial.py", line 56, in train_trial\n'
+        "memrl.checkpoints.CheckpointError: checkpoint iter_000002: algorithm/module.pt fails "
+        "its SHA-256 check\n\n"
+    )
+    assert error_line(wrapped) == (
+        "memrl.checkpoints.CheckpointError: checkpoint iter_000002: algorithm/module.pt fails "
+        "its SHA-256 check"
+    )
+    assert error_line(RuntimeError("")) == "RuntimeError"

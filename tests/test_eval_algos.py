@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_train import ray_session  # noqa: F401  (session fixture)
 
 from memrl import checkpoints
 from memrl.config import load_config
@@ -92,12 +91,12 @@ def _constant_torque(module) -> None:
 
 
 @pytest.fixture(scope="module")
-def r2d2_ckpt(ray_session, tmp_path_factory) -> Path:  # noqa: F811
+def r2d2_ckpt(ray_local, tmp_path_factory) -> Path:
     return _save_crafted("r2d2/tmaze_gru", R2D2, tmp_path_factory.mktemp("r2d2"), _always_right)
 
 
 @pytest.fixture(scope="module")
-def td3_ckpt(ray_session, tmp_path_factory) -> Path:  # noqa: F811
+def td3_ckpt(ray_local, tmp_path_factory) -> Path:
     return _save_crafted(
         "td3/pendulum_p_gru", TD3, tmp_path_factory.mktemp("td3"), _constant_torque
     )

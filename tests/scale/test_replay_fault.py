@@ -154,7 +154,7 @@ def test_shard_client_keeps_a_dead_shards_chunks_in_order_and_resends_them(ray_l
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_remote_learner_keeps_training_after_a_shard_dies_mid_update(tmp_path, local_ray):
+def test_remote_learner_keeps_training_after_a_shard_dies_mid_update(tmp_path, ray_local):
     """num_learners=1: the learner samples the shards itself (prefetch in flight). A shard is
     killed from another thread while ``train()`` runs, in its update phase (updates dominate the
     iteration); the algorithm restores the shard, re-attaches the remote learner, and updates

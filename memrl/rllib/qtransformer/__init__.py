@@ -1,8 +1,8 @@
 """Q-Transformer (Chebotar et al. 2023): offline Q-learning with per-dimension autoregressive
 Q-values over discretised actions, on any memory core. Pure PyTorch; no Ray needed."""
 
+from memrl.config import QTransformerHyperparameters
 from memrl.rllib.qtransformer.discretise import ActionBins
-from memrl.rllib.qtransformer.hyperparameters import QTransformerHyperparameters
 from memrl.rllib.qtransformer.network import CausalDimensionHead, QTransformerNetwork
 from memrl.rllib.qtransformer.returns import mc_lower_bound, returns_to_go
 from memrl.rllib.qtransformer.sequences import QTBatch, SequenceSampler

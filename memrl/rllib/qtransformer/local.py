@@ -19,10 +19,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from memrl.config import NetworkConfig
+from memrl.config import NetworkConfig, QTransformerHyperparameters
 from memrl.data import Episode, load_episodes
 from memrl.rllib.qtransformer.discretise import ActionBins
-from memrl.rllib.qtransformer.hyperparameters import QTransformerHyperparameters
 from memrl.rllib.qtransformer.network import QTransformerNetwork
 from memrl.rllib.qtransformer.sequences import SequenceSampler
 from memrl.rllib.qtransformer.update import QTransformerUpdate

@@ -10,6 +10,9 @@ line of :data:`POLICIES`) naming these three things.
 - ppo: greedy = the distribution's mode (argmax logits / Gaussian mean); explore = sampled.
 - r2d2: greedy = argmax Q; explore = epsilon-greedy with the Ape-X epsilon of one actor.
 - td3: deterministic actor; explore = actor plus Gaussian noise (``td3.exploration_noise``).
+- qtransformer: no RLlib algorithm and no Ray: its entry has its own ``play``, greedy decoding
+  dimension by dimension (argmax of each ``Q^i`` given the bins chosen before it) in one env in
+  this process; offline-trained, it has no exploration policy (``--explore`` is an error).
 """
 
 from __future__ import annotations
@@ -29,12 +32,15 @@ class EvalPolicy:
     """How one algorithm's checkpoint is played.
 
     ``restore(algo, algorithm_dir)`` loads the weights of ``<checkpoint>/algorithm`` into the
-    built ``algo`` (its local env runner must act with them afterwards).
+    built ``algo`` (its local env runner must act with them afterwards). ``play``, when set,
+    replaces :func:`play` for this algorithm entirely (same arguments and result; for an
+    algorithm that is not an RLlib one); ``restore`` is then unused.
     """
 
     greedy: str
     sampled: str
     restore: Callable[[Any, Path], None]
+    play: Callable[..., PlayedEpisodes] | None = None
 
 
 def restore_algorithm(algo: Any, algorithm_dir: Path) -> None:
@@ -51,11 +57,52 @@ def restore_weights(algo: Any, algorithm_dir: Path) -> None:
     )
 
 
+def play_qtransformer(
+    cfg: TrainConfig,
+    algorithm_dir: Path,
+    episodes: int,
+    explore: bool,
+    configure: Callable[[Any], Any] | None = None,
+) -> PlayedEpisodes:
+    """Greedy Q-Transformer episodes in this process (no Ray), reset seeds ``cfg.seed``,
+    ``cfg.seed + 1``, ... Raises ConfigError for ``--explore`` or ``--video``."""
+    if explore:
+        raise ConfigError(
+            "--explore: qtransformer is trained offline and has no exploration policy; "
+            "evaluate it greedily (drop --explore)"
+        )
+    if configure is not None:
+        raise ConfigError("--video: not available for qtransformer checkpoints yet")
+    from memrl.envs import make_env, resolve_env_id
+    from memrl.rllib.qtransformer import load_policy, play_greedy
+
+    network, bins = load_policy(cfg, algorithm_dir)
+    env_id = resolve_env_id(cfg.task.env_name)
+    done = play_greedy(
+        network, bins, lambda: make_env(env_id, **cfg.task.env_kwargs), episodes,
+        seed=cfg.seed if cfg.seed is not None else 0,
+    )  # fmt: skip
+    played = PlayedEpisodes()
+    for episode in done:
+        played.returns.append(episode.episode_return)
+        played.lengths.append(episode.length)
+        played.final_infos.append(episode.final_info)
+        played.final_rewards.append(episode.final_reward)
+        played.actions.append(episode.actions)
+    return played
+
+
 POLICIES: dict[str, EvalPolicy] = {
     "ppo": EvalPolicy("greedy (mode of the action distribution)", "sampled", restore_algorithm),
     "r2d2": EvalPolicy("greedy (argmax Q)", "epsilon-greedy (r2d2.epsilon)", restore_weights),
     "td3": EvalPolicy(
         "deterministic actor", "actor + Gaussian noise (td3.exploration_noise)", restore_weights
+    ),
+    "qtransformer": EvalPolicy(
+        "greedy (argmax Q per action dimension, in order)",
+        "none (offline: no exploration policy)",
+        restore_algorithm,
+        play=play_qtransformer,
     ),
 }
 
@@ -122,6 +169,8 @@ def play(
     from memrl.session import build_algorithm_config
 
     policy = policy_for(cfg.algo)
+    if policy.play is not None:
+        return policy.play(cfg, algorithm_dir, episodes, explore, configure)
     started = False
     if not ray.is_initialized():
         ray.init(num_cpus=1, include_dashboard=False)

@@ -22,7 +22,7 @@ from memrl import checkpoints
 from memrl.config import TrainConfig
 from memrl.progress import IterationMetrics, RunLog, flatten, progress_line, steps_this_iter
 from memrl.resources import init_ray
-from memrl.session import build_algorithm, check_env, offpolicy_builder
+from memrl.session import build_algorithm, check_env, offpolicy_builder, uses_ray
 
 log = logging.getLogger("memrl.loop")
 
@@ -135,17 +135,17 @@ def train(
 
     Prints a progress line every ``logging.progress_every`` iterations and saves checkpoints
     under ``cfg.checkpoint_dir``. Starts (and afterwards stops) a local Ray unless one is
-    running or an address is given. Raises ConfigError for an env that cannot be built; RLlib
-    errors propagate.
+    running or an address is given (qtransformer needs none: it trains in this process).
+    Raises ConfigError for an env that cannot be built; RLlib errors propagate.
     """
     console = console or Console(soft_wrap=True)
     if resume is not None:
         checkpoints.verify(resume)  # before Ray starts and anything is unpickled
     check_env(cfg)
-    if cfg.algo in ("r2d2", "td3"):
+    if cfg.algo in ("r2d2", "td3", "qtransformer"):
         offpolicy_builder(cfg.algo)  # an algorithm not installed fails before Ray starts
     start = checkpoints.load_state(resume) if resume is not None else None
-    started_ray = init_ray(cfg)
+    started_ray = init_ray(cfg) if uses_ray(cfg) else False
     algo = None
     try:
         algo = build_algorithm(cfg, resume)

@@ -25,7 +25,11 @@ _PICKS: dict[str, tuple[str, ...]] = {
     "q_loss": ("learners/default_policy/q_loss",),
     "critic_loss": ("learners/default_policy/critic_loss",),
     "actor_loss": ("learners/default_policy/actor_loss",),
-    "env_steps_this_iter": ("env_runners/num_env_steps_sampled",),
+    # offline (qtransformer): no env is sampled; the steps are the dataset steps trained on
+    "env_steps_this_iter": (
+        "env_runners/num_env_steps_sampled",
+        "learners/__all_modules__/num_env_steps_trained",
+    ),
     "time_this_iter_s": ("time_this_iter_s",),
 }
 

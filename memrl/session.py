@@ -16,7 +16,12 @@ from typing import Any
 from memrl import checkpoints
 from memrl.config import ConfigError, TrainConfig
 from memrl.envs.registry import resolve_env_id
-from memrl.resources import ResolvedResources, cluster_resources, resolve_resources
+from memrl.resources import (
+    ResolvedResources,
+    cluster_resources,
+    local_cpus,
+    resolve_resources,
+)
 
 log = logging.getLogger("memrl.session")
 
@@ -29,7 +34,8 @@ def _ppo_builder() -> Callable[..., Any]:
 
 
 def offpolicy_builder(algo: str) -> Callable[..., Any]:
-    """``build_<algo>_config(cfg, resources)`` from ``memrl.rllib.<algo>`` (imported late).
+    """``build_<algo>_config(cfg, resources)`` from ``memrl.rllib.<algo>`` (imported late; r2d2,
+    td3 and qtransformer).
 
     Raises ConfigError naming ``algo`` when that module (or its builder) does not exist yet.
     """
@@ -53,17 +59,28 @@ def offpolicy_builder(algo: str) -> Callable[..., Any]:
     return builder
 
 
+def uses_ray(cfg: TrainConfig) -> bool:
+    """Whether ``cfg``'s algorithm runs on Ray: all but qtransformer, which trains offline in
+    this process (its learner reads the dataset; no env runners)."""
+    return cfg.algo != "qtransformer"
+
+
 def build_algorithm_config(cfg: TrainConfig, resources: ResolvedResources) -> Any:
-    """The RLlib AlgorithmConfig for ``cfg`` on ``resources``.
+    """The RLlib AlgorithmConfig for ``cfg`` on ``resources`` (anything with ``build_algo()``).
 
     ppo: :func:`memrl.rllib.ppo.build_ppo_config`; r2d2 / td3:
     ``memrl.rllib.<algo>.build_<algo>_config(cfg, resources)``, which read the ``r2d2`` /
-    ``td3`` and ``replay`` sections. Raises ConfigError for an algorithm not installed.
+    ``td3`` and ``replay`` sections; qtransformer:
+    :func:`memrl.rllib.qtransformer.build_qtransformer_config`, an in-process algorithm that
+    reads the ``qtransformer`` and ``data`` sections. Raises ConfigError for an algorithm not
+    installed.
     """
-    if cfg.algo in ("r2d2", "td3"):
+    if cfg.algo in ("r2d2", "td3", "qtransformer"):
         return offpolicy_builder(cfg.algo)(cfg, resources)
     if cfg.algo != "ppo":  # pragma: no cover - TrainConfig admits only the algorithms above
-        raise ValueError(f"algo {cfg.algo!r} is not implemented; valid: ppo, r2d2, td3")
+        raise ValueError(
+            f"algo {cfg.algo!r} is not implemented; valid: ppo, r2d2, td3, qtransformer"
+        )
     return _ppo_builder()(
         env=resolve_env_id(cfg.task.env_name),
         env_config=cfg.task.env_kwargs,
@@ -98,12 +115,18 @@ def check_env(cfg: TrainConfig) -> None:
 
 
 def build_algorithm(cfg: TrainConfig, resume: Path | None = None) -> Any:
-    """The RLlib Algorithm for ``cfg`` on the connected Ray cluster, restored from ``resume``.
+    """The RLlib Algorithm for ``cfg`` on the connected Ray cluster (qtransformer: in this
+    process, see :func:`uses_ray`), restored from ``resume``.
 
     ``resume`` is a checkpoint folder (see memrl.checkpoints); its weights, optimizer state,
     connector state and iteration counter are restored.
     """
-    cpus, gpus = cluster_resources()
+    if uses_ray(cfg):
+        cpus, gpus = cluster_resources()
+    else:  # this process's own devices
+        import torch
+
+        cpus, gpus = float(local_cpus()), float(torch.cuda.device_count())
     resources = resolve_resources(cfg.resources, cpus=cpus, gpus=gpus)
     log.info("resources: %s (cluster: %g CPUs, %g GPUs)", resources.model_dump(), cpus, gpus)
     algo = build_algorithm_config(cfg, resources).build_algo()

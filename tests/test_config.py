@@ -284,3 +284,45 @@ def test_every_field_has_a_description():
                 walk(ann, f"{prefix}{name}.")
 
     walk(TrainConfig, "")
+
+
+# --- qtransformer (issue 11): the qtransformer and data sections ---------------------------------
+def test_qtransformer_needs_data_path():
+    with pytest.raises(ConfigError) as err:
+        load_config("qtransformer/pointgoal_gru", ["data.path=null"])
+    message = str(err.value)
+    assert "data.path: required for algo 'qtransformer'" in message
+    assert "memrl data collect" in message and "(top level)" not in message
+    # Other algorithms do not read a dataset.
+    assert load_config("tmaze/gru").data.path is None
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "words"),
+    [
+        ("qtransformer.binz=8", "qtransformer.binz", "did you mean 'bins'"),
+        ("qtransformer.bins=1", "qtransformer.bins", "greater than or equal to 2"),
+        ("qtransformer.target_ema=1.0", "qtransformer.target_ema", "less than 1"),
+        ("data.paht=x", "data.paht", "valid: path"),
+    ],
+)
+def test_qtransformer_bad_keys_name_the_key(override, key, words):
+    with pytest.raises(ConfigError) as err:
+        load_config("qtransformer/pointgoal_gru", [override])
+    message = str(err.value)
+    assert f"{key}:" in message and words in message
+
+
+def test_qtransformer_section_sets_the_hyperparameters(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(
+        "qtransformer/pointgoal_gru", ["qtransformer.bins=8", "qtransformer.head_hiddens=[4, 4]",
+                                       "data.path=ds"],
+    )  # fmt: skip
+    assert cfg.algo == "qtransformer"
+    assert cfg.qtransformer.bins == 8 and cfg.qtransformer.head_hiddens == (4, 4)
+    # data.path is made absolute in the resolved config (checkpoints run from anywhere).
+    data = cfg.to_yaml_dict()
+    assert data["data"]["path"] == str(tmp_path / "ds")
+    again = config_from_dict(yaml.safe_load(yaml.safe_dump(data)))
+    assert again.qtransformer == cfg.qtransformer and again.data.path == str(tmp_path / "ds")

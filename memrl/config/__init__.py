@@ -1,8 +1,8 @@
 """Typed training configuration, loaded from YAML and validated once, at the edge.
 
-One file per concept: the sections (``task``, ``model``, ``algorithms``, ``replay``,
-``resources``, ``run``) and ``schema.TrainConfig`` joining them are the only schema and the only
-defaults; ``files`` finds configs by short name (``tmaze/arelit`` ->
+One file per concept: the sections (``task``, ``model``, ``algorithms``, ``qtransformer`` and
+``data``, ``replay``, ``resources``, ``run``) and ``schema.TrainConfig`` joining them are the
+only schema and the only defaults; ``files`` finds configs by short name (``tmaze/arelit`` ->
 ``configs/tmaze/arelit.yaml``), ``loading`` merges ``base:`` chains and ``key=value`` overrides,
 ``checks`` adds the core and env checks and phrases every error by dotted key, ``describe``
 lists the schema. Nothing here imports memrl.rllib or an entrypoint; the core and env checks ask
@@ -28,6 +28,7 @@ from memrl.config.loading import (
     parse_overrides,
 )
 from memrl.config.model import ACTIVATIONS, ModelConfig, NetworkConfig
+from memrl.config.qtransformer import DataSection, QTransformerHyperparameters
 from memrl.config.replay import ReplaySection
 from memrl.config.resources import ResourcesConfig
 from memrl.config.run import CheckpointConfig, EvaluationConfig, LoggingConfig, StopConfig
@@ -43,11 +44,13 @@ __all__ = [
     "TASK_RESERVED",
     "CheckpointConfig",
     "ConfigError",
+    "DataSection",
     "EvaluationConfig",
     "LoggingConfig",
     "ModelConfig",
     "NetworkConfig",
     "PPOHyperparameters",
+    "QTransformerHyperparameters",
     "R2D2Hyperparameters",
     "ReplaySection",
     "ResourcesConfig",

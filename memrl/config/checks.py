@@ -107,8 +107,15 @@ def explain(err: ValidationError) -> list[str]:
             grouped.setdefault(key, []).append(f"unknown key; {suggest(loc[-1], valid)}")
             continue
         key = ".".join(_field_key(loc)) or "(top level)"
+        if not loc and item["type"] == "value_error":
+            # a check across sections: its message starts with the key it names
+            msg = str(item.get("ctx", {}).get("error", item["msg"]))
+            grouped.setdefault("", []).append(msg)
+            continue
         if item["type"] == "missing":
             grouped.setdefault(key, []).append("required key is missing")
         else:
             grouped.setdefault(key, []).append(f"{item['msg']} (got {item.get('input')!r})")
-    return [f"{key}: " + "; or ".join(msgs) for key, msgs in grouped.items()]
+    return [
+        f"{key}: " + "; or ".join(msgs) if key else "; ".join(msgs) for key, msgs in grouped.items()
+    ]

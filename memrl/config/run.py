@@ -13,7 +13,9 @@ class StopConfig(Section):
     """When training ends: the first condition reached (at least one must be set)."""
 
     iterations: int | None = Field(None, gt=0, description="training iterations")
-    timesteps: int | None = Field(None, gt=0, description="env steps sampled (lifetime)")
+    timesteps: int | None = Field(
+        None, gt=0, description="env steps sampled (lifetime; offline: dataset steps trained on)"
+    )
     time_s: float | None = Field(None, gt=0, description="wall-clock seconds of training")
 
     @model_validator(mode="after")

@@ -19,11 +19,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from memrl.config import NetworkConfig
+from memrl.config import NetworkConfig, QTransformerHyperparameters
 from memrl.data import Episode, load_episodes
 from memrl.rllib.qtransformer.discretise import ActionBins
-from memrl.rllib.qtransformer.hyperparameters import QTransformerHyperparameters
 from memrl.rllib.qtransformer.network import QTransformerNetwork
+from memrl.rllib.qtransformer.policy import play_greedy
 from memrl.rllib.qtransformer.sequences import SequenceSampler
 from memrl.rllib.qtransformer.update import QTransformerUpdate
 
@@ -42,30 +42,12 @@ class OfflineResult:
     timesteps_per_s: float = 0.0
 
 
-@torch.no_grad()
 def evaluate_greedy(
     network: QTransformerNetwork, bins: ActionBins, env_fn: Any, episodes: int, seed: int
 ) -> float:
-    """Mean return of the greedy policy over ``episodes`` episodes (one env at a time)."""
-    network.eval()
-    device = next(network.parameters()).device
-    returns = []
-    for i in range(episodes):
-        env = env_fn()
-        obs, _ = env.reset(seed=seed + i)
-        state = network.initial_state(1, device)
-        first, total, done = True, 0.0, False
-        while not done:
-            x = torch.as_tensor(np.asarray(obs), device=device)[None, None]
-            f = torch.tensor([[first]], device=device)
-            chosen, state = network.act(x, f, state)
-            action = bins.to_action(chosen[0, 0].cpu().numpy())
-            obs, reward, terminated, truncated, _ = env.step(action)
-            total += float(reward)
-            first, done = False, terminated or truncated
-        returns.append(total)
-    network.train()
-    return float(np.mean(returns))
+    """Mean return of the greedy policy over ``episodes`` episodes (see :func:`play_greedy`)."""
+    played = play_greedy(network, bins, env_fn, episodes, seed)
+    return float(np.mean([e.episode_return for e in played]))
 
 
 def train_offline(

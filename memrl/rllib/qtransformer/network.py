@@ -23,10 +23,9 @@ import gymnasium as gym
 import torch
 from torch import Tensor, nn
 
-from memrl.config import NetworkConfig
+from memrl.config import NetworkConfig, QTransformerHyperparameters
 from memrl.models import check_core_name, make_core
 from memrl.rllib.encoders import build_encoder, mlp
-from memrl.rllib.qtransformer.hyperparameters import QTransformerHyperparameters
 
 
 class CausalDimensionHead(nn.Module):

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from memrl.rllib.qtransformer.hyperparameters import QTransformerHyperparameters
+from memrl.config import QTransformerHyperparameters
 from memrl.rllib.qtransformer.network import QTransformerNetwork
 from memrl.rllib.qtransformer.sequences import QTBatch
 from memrl.rllib.qtransformer.targets import autoregressive_targets, qtransformer_loss

@@ -1,20 +1,22 @@
-"""The Q-Transformer hyperparameters: one pydantic model, validated once at the edge.
+"""The ``qtransformer`` section (offline Q-Transformer) and the ``data`` section (its dataset).
 
-Standalone (imports only pydantic) so that the config schema can embed it as its
-``qtransformer:`` section. The memory core (``core``, ``core_kwargs``) and the encoder settings
-come from the config's model section, not from here. Defaults: Chebotar et al. (2023) and the
-reference implementation (256 bins, gamma 0.98, conservative weight 1, R_min 0, EMA 0.99).
+The memory core (``core``, ``core_kwargs``) and the encoder settings come from the ``model``
+section, not from here. Defaults: Chebotar et al. (2023) and the reference implementation
+(256 bins, gamma 0.98, conservative weight 1, R_min 0, EMA 0.99).
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+
+from memrl.config.section import Section
 
 
-class QTransformerHyperparameters(BaseModel):
+class QTransformerHyperparameters(Section):
     """Everything the Q-Transformer learner needs besides the network's core and encoder."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
+    label = "qtransformer"
 
     bins: int = Field(256, ge=2, description="Bins per action dimension (a Box's B).")
     gamma: float = Field(0.98, gt=0.0, le=1.0, description="Discount factor.")
@@ -45,9 +47,29 @@ class QTransformerHyperparameters(BaseModel):
     head_hiddens: tuple[int, ...] = Field(
         (128,), description="MLP sizes of each dimension's Q head."
     )
+    updates_per_iteration: int = Field(
+        100, ge=1, description="Learner updates per training iteration (memrl train)."
+    )
+    eval_every: int = Field(
+        0, ge=0, description="Play the greedy policy every K iterations (0 = never)."
+    )
+    eval_episodes: int = Field(5, ge=1, description="Episodes of each greedy evaluation.")
 
     @model_validator(mode="after")
     def _check_sizes(self) -> QTransformerHyperparameters:
         if any(h <= 0 for h in self.head_hiddens):
             raise ValueError(f"head_hiddens must be positive ints, got {self.head_hiddens}")
         return self
+
+
+class DataSection(Section):
+    """The ``data`` section: the offline dataset an offline algorithm (qtransformer) reads."""
+
+    model_config = ConfigDict(frozen=True)
+    label = "data"
+
+    path: str | None = Field(
+        None,
+        description="dataset folder written by `memrl data collect ... --out DIR` "
+        "(required for qtransformer; made absolute)",
+    )

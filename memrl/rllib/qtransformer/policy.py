@@ -1,0 +1,69 @@
+"""Playing a Q-Transformer network greedily in an env (training's evaluations, ``memrl eval``).
+
+Actions are decoded dimension by dimension with the scores training uses
+(:meth:`CausalDimensionHead.greedy`) and played at their bins' centres. The core's state is
+carried from step to step and reset at each episode's first step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from memrl.rllib.qtransformer.discretise import ActionBins
+from memrl.rllib.qtransformer.network import QTransformerNetwork
+
+
+@dataclass
+class GreedyEpisode:
+    """One greedy episode: its return, length, last info and reward, and the actions played."""
+
+    episode_return: float
+    length: int
+    final_info: dict[str, Any]
+    final_reward: float
+    actions: list[Any] = field(default_factory=list)
+
+
+@torch.no_grad()
+def play_greedy(
+    network: QTransformerNetwork,
+    bins: ActionBins,
+    make_env: Callable[[], gym.Env],
+    episodes: int,
+    seed: int,
+) -> list[GreedyEpisode]:
+    """``episodes`` greedy episodes in one env from ``make_env``, reset with seeds ``seed``,
+    ``seed + 1``, ...; the network is put back in training mode afterwards."""
+    was_training = network.training
+    network.eval()
+    device = next(network.parameters()).device
+    played: list[GreedyEpisode] = []
+    env = make_env()
+    try:
+        for i in range(episodes):
+            obs, _ = env.reset(seed=seed + i)
+            state = network.initial_state(1, device)
+            first, done = True, False
+            episode = GreedyEpisode(0.0, 0, {}, 0.0)
+            while not done:
+                x = torch.as_tensor(np.asarray(obs), device=device)[None, None]
+                f = torch.tensor([[first]], device=device)
+                chosen, state = network.act(x, f, state)
+                action = bins.to_action(chosen[0, 0].cpu().numpy())
+                obs, reward, terminated, truncated, info = env.step(action)
+                episode.episode_return += float(reward)
+                episode.length += 1
+                episode.final_info, episode.final_reward = dict(info), float(reward)
+                episode.actions.append(action)
+                first, done = False, terminated or truncated
+            played.append(episode)
+    finally:
+        env.close()
+        network.train(was_training)
+    return played

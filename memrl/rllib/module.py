@@ -65,6 +65,13 @@ class MemoryActorCritic(TorchRLModule, ValueFunctionAPI):
     """PPO-style actor-critic over a memory core; see the module docstring for the batch layout."""
 
     def setup(self) -> None:
+        self._build()
+        if self.inference_only:
+            # An env runner's copy only acts: eval mode once here, not a walk over every
+            # submodule on every step (see forward_exploration).
+            self.eval()
+
+    def _build(self) -> None:
         cfg = self.model_config or {}
         core = cfg.get("core")
         check_core_name(core, "model_config['core']")
@@ -128,6 +135,34 @@ class MemoryActorCritic(TorchRLModule, ValueFunctionAPI):
         y, state_out = branch(batch[Columns.OBS], state_in, first)
         return y, {prefix + k: v for k, v in state_out.items()}
 
+    def forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return self._acting(self._forward_inference, batch, kwargs)
+
+    def forward_exploration(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return self._acting(self._forward_exploration, batch, kwargs)
+
+    def _acting(self, forward: Any, batch: dict[str, Any], kwargs: dict) -> dict[str, Any]:
+        # RLlib's TorchRLModule calls eval() and then train() around every acting call: two walks
+        # over all submodules per env step, which for a transformer core cost more than its
+        # matmuls. Same semantics (eval while acting, the mode restored), switching only when
+        # the module is in training mode.
+        was_training = self.training
+        if was_training:
+            self.eval()
+        try:
+            return forward(batch, **kwargs)
+        finally:
+            if was_training:
+                self.train()
+
+    def _forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        with torch.inference_mode():
+            return self._forward(batch, **kwargs)
+
+    def _forward_exploration(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        with torch.inference_mode():
+            return self._forward(batch, **kwargs)
+
     def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         """Inference and exploration: action-dist inputs and the next state (if stateful)."""
         y, state_out = self._run_branch(self._prefixes["pi"], self.pi_branch, batch)
@@ -153,10 +188,16 @@ class MemoryActorCritic(TorchRLModule, ValueFunctionAPI):
         return out
 
     def compute_values(self, batch: dict[str, Any], embeddings: Any = None) -> Tensor:
-        """Values ``[B, T]`` (stateful) or ``[B]``; ``embeddings`` from ``_forward_train``."""
+        """Values ``[B, T]`` (stateful) or ``[B]``; ``embeddings`` from ``_forward_train``.
+
+        Without ``embeddings`` the values are targets (RLlib's GAE connector bootstraps from
+        them) and are computed without autograd: the loss passes ``_forward_train``'s
+        embeddings, through which gradients flow."""
         if embeddings is None:
-            if self.vf_branch is None:
-                embeddings, _ = self._run_branch("", self.pi_branch, batch)
-            else:
-                embeddings, _ = self._run_branch(self._prefixes["vf"], self.vf_branch, batch)
+            with torch.no_grad():
+                if self.vf_branch is None:
+                    embeddings, _ = self._run_branch("", self.pi_branch, batch)
+                else:
+                    embeddings, _ = self._run_branch(self._prefixes["vf"], self.vf_branch, batch)
+                return self.vf_head(embeddings).squeeze(-1)
         return self.vf_head(embeddings).squeeze(-1)

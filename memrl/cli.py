@@ -1,4 +1,4 @@
-"""The ``memrl`` command: train, eval, tune, bench."""
+"""The ``memrl`` command: train, eval, tune, bench, repro, data."""
 
 from __future__ import annotations
 
@@ -43,6 +43,8 @@ COMMANDS = {
     "eval": _delegate("memrl.evaluate"),
     "tune": _delegate("memrl.tune"),
     "bench": _bench,
+    "repro": _delegate("memrl.repro.cli"),
+    "data": _delegate("memrl.data_cli"),
 }
 
 

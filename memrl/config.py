@@ -421,8 +421,10 @@ def parse_overrides(overrides: Iterable[str]) -> list[tuple[list[str], Any]]:
             raise ConfigError(f"override {item!r} must look like dotted.key=value")
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw  # not valid YAML (e.g. "a: b: c"): keep the text
+        # not valid YAML (e.g. "a: b: c"), or a scalar YAML cannot build (issue 13: a date
+        # like 2020-13-45 raises ValueError): keep the text
+        except (yaml.YAMLError, ValueError):
+            value = raw
         parsed.append((parts, value))
     return parsed
 
@@ -495,7 +497,31 @@ def config_from_dict(
 
 
 # --- semantic checks ------------------------------------------------------------------------
+# --- issue 13: the YAML flow-mapping trap (kept apart: config.py is being split) -----------------
+def colon_key_hint(key: Any) -> str | None:
+    """The fix for a key that is really ``key: value`` written without the space.
+
+    YAML reads ``{memory_len:64}`` as the one key ``"memory_len:64"`` (a colon followed by a
+    non-space is part of a plain scalar), so the real key looks unknown. Returns e.g.
+    ``"write `memory_len: 64` (a space after the colon): YAML read `memory_len:64` as one key"``,
+    or None when ``key`` does not look like that.
+    """
+    if not isinstance(key, str) or ":" not in key:
+        return None
+    name, _, value = key.partition(":")
+    if not name.strip() or not value.strip() or value.startswith(" "):
+        return None
+    return (
+        f"write `{name.strip()}: {value.strip()}` (a space after the colon): "
+        f"YAML read `{key}` as one key"
+    )
+
+
 def _suggest(word: str, valid: Iterable[str]) -> str:
+    hint = colon_key_hint(word)  # issue 13
+    if hint is not None:
+        return hint
+    word = str(word)  # issue 13: keys of YAML mappings may be ints, None, ...
     valid = list(valid)
     close = difflib.get_close_matches(word, valid, n=3, cutoff=0.5)
     hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""

@@ -1,7 +1,10 @@
-"""``memrl eval CHECKPOINT [--episodes N] [--explore] [--json]``: score a saved policy.
+"""``memrl eval CHECKPOINT [--episodes N] [--explore] [--json] [--video OUT.gif|mp4]``: score a
+saved policy.
 
-Runs the checkpoint's policy in its config's env, greedy (argmax / mean action) unless
-``--explore``, and reports the mean episode return with a 95% t-interval and the success rate
+Verifies the checkpoint against its manifest (memrl.checkpoints), runs its policy in its
+config's env, greedy (PPO: the distribution's mode; R2D2: argmax Q; TD3: the deterministic
+actor; see memrl.eval_policies) unless ``--explore``, optionally records episodes
+(memrl.video), and reports the mean episode return with a 95% t-interval and the success rate
 with a 95% Wilson interval.
 
 Success of one episode, first rule that applies:
@@ -27,8 +30,9 @@ from typing import Any
 
 from rich.console import Console
 
-from memrl import checkpoints
-from memrl.config import ConfigError, EvaluationConfig, ResolvedResources, config_from_dict
+from memrl import checkpoints, eval_policies  # issue 13: eval_policies
+from memrl import video as memrl_video  # issue 13
+from memrl.config import ConfigError, EvaluationConfig, config_from_dict, resolve_env_id
 
 # Two-sided 95% Student-t quantiles t_{0.975, df} for small df (standard table values).
 _T975 = {
@@ -122,6 +126,9 @@ class EvalReport:
     success_rate: float | None
     success_ci95: tuple[float, float] | None
     returns: list[float]
+    algo: str = "ppo"  # issue 13
+    policy: str = ""  # issue 13: what acted (memrl.eval_policies)
+    video: str | None = None  # issue 13
 
     def summary(self) -> dict[str, Any]:
         """Everything but the per-episode returns."""
@@ -160,19 +167,20 @@ def score_episodes(
 
 def evaluate(
     checkpoint: str | Path, episodes: int | None = None, explore: bool = False,
-    seed: int | None = None,
+    seed: int | None = None, video: str | Path | None = None, video_episodes: int = 1,
 ) -> EvalReport:  # fmt: skip
     """Run ``episodes`` episodes of the checkpoint's policy in one local env runner.
 
     ``seed`` defaults to the training seed + 1000 (so evaluation resets differ from training's).
+    ``video``: also record the first ``video_episodes`` episodes there (see memrl.video).
     Starts a local Ray (1 CPU) if none is running, and stops it afterwards.
-    Raises FileNotFoundError for a path without a memrl checkpoint.
+    Raises FileNotFoundError for a path without a memrl checkpoint, CheckpointError for one
+    that fails verification (before anything is unpickled), VideoError for a video that cannot
+    be recorded.
     """
-    import ray
+    from memrl.train import check_env
 
-    from memrl.train import build_algorithm_config, check_env
-
-    path = checkpoints.find(checkpoint)
+    path = checkpoints.find_verified(checkpoint)  # issue 13: verified before any unpickling
     cfg = config_from_dict(
         checkpoints.load_config_data(path), source=str(path / checkpoints.CONFIG_FILE)
     )
@@ -181,36 +189,38 @@ def evaluate(
     if seed is None and cfg.seed is not None:
         seed = cfg.seed + 1000
     cfg = cfg.model_copy(update={"seed": seed})
-    started = False
-    if not ray.is_initialized():
-        ray.init(num_cpus=1, include_dashboard=False)
-        started = True
-    algo = None
+    # --- issue 13: every algorithm (memrl.eval_policies) and --video (memrl.video) ---
+    policy = eval_policies.policy_for(cfg.algo)
+    recorder = None
+    if video is not None:
+        target = memrl_video.check_target(video)
+        memrl_video.check_renders(resolve_env_id(cfg.task.env_name), cfg.task.env_kwargs)
+        recorder = memrl_video.EpisodeRecorder(video_episodes)
+        n = max(n, video_episodes)
     try:
-        # Sample in this process: one env, no remote actors, no GPU.
-        local = ResolvedResources(
-            num_env_runners=0, num_envs_per_env_runner=1, num_learners=0, num_gpus_per_learner=0
-        )
-        algo = build_algorithm_config(cfg, local).build_algo()
-        algo.restore_from_path(str(path / checkpoints.ALGORITHM_DIR))
-        done = algo.env_runner.sample(num_episodes=n, explore=explore, random_actions=False)
-        done = [e for e in done if e.is_done][:n]
-        returns = [float(e.get_return()) for e in done]
-        lengths = [len(e) for e in done]
-        infos = [e.get_infos(-1) for e in done]
-        last_rewards = [float(e.get_rewards(-1)) for e in done]
+        played = eval_policies.play(
+            cfg, path / checkpoints.ALGORITHM_DIR, n, explore,
+            recorder.configure if recorder is not None else None,
+        )  # fmt: skip
+        if recorder is not None:
+            recorder.write(target)
     finally:
-        if algo is not None:
-            algo.stop()
-        if started:
-            ray.shutdown()
-    scored = score_episodes(returns, lengths, infos, last_rewards, cfg.evaluation)
+        if recorder is not None:
+            recorder.close()
+    returns = played.returns
+    scored = score_episodes(
+        returns, played.lengths, played.final_infos, played.final_rewards, cfg.evaluation
+    )
+    # --- end issue 13 ---
     return EvalReport(
         checkpoint=str(path),
         env=cfg.task.env_name,
         episodes=len(returns),
         explore=explore,
         returns=returns,
+        algo=cfg.algo,
+        policy=policy.sampled if explore else policy.greedy,
+        video=str(target) if video is not None else None,
         **scored,
     )
 
@@ -221,7 +231,7 @@ def format_report(report: EvalReport) -> str:
     lines = [
         f"checkpoint: {report.checkpoint}",
         f"env: {report.env}   episodes: {report.episodes}   "
-        f"policy: {'sampled' if report.explore else 'greedy'}",
+        f"policy: {report.policy or ('sampled' if report.explore else 'greedy')}",
         f"return:  {report.return_mean:.3f}  (95% CI {lo:.3f} .. {hi:.3f})   "
         f"length: {report.length_mean:.1f}",
     ]
@@ -241,20 +251,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--explore", action="store_true", help="sample actions (default greedy)")
     parser.add_argument("--seed", type=int, default=None, help="default: training seed + 1000")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    # issue 13: --video
+    parser.add_argument("--video", metavar="OUT", help="record episodes to OUT.mp4 or OUT.gif")
+    parser.add_argument("--video-episodes", type=int, default=1, help="episodes to record")
     args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
     console = Console(soft_wrap=True)
     if args.episodes is not None and args.episodes < 1:
         console.print(f"[red]memrl eval: --episodes must be >= 1, got {args.episodes}[/red]")
         return 2
     try:
-        report = evaluate(args.checkpoint, args.episodes, args.explore, args.seed)
-    except (ConfigError, FileNotFoundError) as err:
+        report = evaluate(
+            args.checkpoint, args.episodes, args.explore, args.seed,
+            args.video, args.video_episodes,
+        )  # fmt: skip
+    except (
+        ConfigError,
+        FileNotFoundError,
+        checkpoints.CheckpointError,
+        memrl_video.VideoError,
+    ) as err:  # issue 13
         console.print(f"[red]memrl eval: {err}[/red]", highlight=False)
         return 2
     if args.json:
         print(json.dumps(report.summary()))
     else:
         console.print(format_report(report), highlight=False, markup=False)
+        if report.video:  # issue 13
+            console.print(f"video: {report.video}", highlight=False, markup=False)
     return 0
 
 

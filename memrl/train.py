@@ -220,6 +220,8 @@ def train(
     Raises ConfigError for an env that cannot be built; RLlib errors propagate.
     """
     console = console or Console(soft_wrap=True)
+    if resume is not None:
+        checkpoints.verify(resume)  # issue 13: before Ray starts and anything is unpickled
     check_env(cfg)
     if cfg.algo in ("r2d2", "td3"):
         _offpolicy_builder(cfg.algo)  # an algorithm not installed fails before Ray starts
@@ -301,7 +303,7 @@ def resolve_cli(argv: Sequence[str]) -> tuple[TrainConfig, Path | None]:
     positional = list(args.args)
     config_name = positional.pop(0) if positional and "=" not in positional[0] else None
     overrides = positional
-    resume = checkpoints.find(args.resume) if args.resume else None
+    resume = checkpoints.find_verified(args.resume) if args.resume else None  # issue 13
     if config_name is not None:
         cfg = load_config(config_name, overrides)
     elif resume is not None:
@@ -338,13 +340,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         cfg, resume = resolve_cli(argv)
-    except (ConfigError, FileNotFoundError) as err:
+    except (ConfigError, FileNotFoundError, checkpoints.CheckpointError) as err:  # issue 13
         console.print(f"[red]memrl train: {err}[/red]", highlight=False)
         return 2
     setup_logging(cfg.logging.level)
     try:
         result = train(cfg, resume=resume, console=console)
-    except ConfigError as err:
+    except (ConfigError, checkpoints.CheckpointError) as err:  # issue 13: CheckpointError
         console.print(f"[red]memrl train: {err}[/red]", highlight=False)
         return 2
     final = result.final

@@ -393,7 +393,7 @@ def train_trial(config: dict[str, Any], base: dict[str, Any], experiment: str) -
     resume = tune.get_checkpoint()
     if resume is not None:
         with resume.as_directory() as folder:
-            path = checkpoints.find(folder)
+            path = checkpoints.find_verified(folder)  # issue 13: verified before unpickling
             state = checkpoints.load_state(path)
             iteration, env_steps, time_before = state.iteration, state.env_steps, state.time_s
             algo = build_algorithm(cfg, resume=path)

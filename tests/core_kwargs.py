@@ -1,8 +1,9 @@
 """Small configurations of every core, shared by the core, replay and RLlib tests.
 
 Each is small enough for a CPU test yet exercises the mechanism: window cores get memories
-shorter than the test sequences (so windows slide and wrap), the block-recurrent core a block
-that does not divide the sequence length.
+shorter than the test sequences (so windows slide and wrap; local_xl's memory is window * max
+dilation = 6 steps, with a dilated head and global tokens), the block-recurrent core a block that
+does not divide the sequence length.
 """
 
 SMALL_CORE_KWARGS: dict[str, dict] = {
@@ -13,7 +14,9 @@ SMALL_CORE_KWARGS: dict[str, dict] = {
     "relit": dict(d_model=16, num_layers=2, num_heads=2, nu=2, d_ff=32),
     "arelit": dict(d_model=16, num_layers=2, num_heads=2, nu=2, r=2, d_ff=32),
     "brt": dict(d_model=16, num_layers=2, num_heads=2, block_len=5, num_state=3, d_ff=32),
-    "local_xl": dict(d_model=16, num_layers=2, num_heads=2, window=6, d_ff=32),
+    "local_xl": dict(
+        d_model=16, num_layers=2, num_heads=2, window=3, dilations=(1, 2), num_global=2, d_ff=32
+    ),
 }
 
 # Extra variants that must pass the same contract (multi-query attention).

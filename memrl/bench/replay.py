@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 BENCH_CORE_KWARGS: dict[str, dict[str, Any]] = {
     "trxl": dict(d_model=128, num_layers=4, memory_len=256),
     "gtrxl": dict(d_model=128, num_layers=4, memory_len=256),
-    "local_xl": dict(d_model=128, num_layers=4, window=256),
+    "local_xl": dict(d_model=128, num_layers=4, window=64),  # x max dilation 4: M=256
 }
 COLUMNS = [
     "core",

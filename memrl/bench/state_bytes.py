@@ -31,7 +31,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "arelit": dict(d_model=128, num_layers=4, num_heads=4),
     "gru": dict(hidden_size=256),
     "trxl": dict(d_model=128, num_layers=4, num_heads=4, memory_len=256, d_ff=512),
-    "local_xl": dict(d_model=128, num_layers=4, num_heads=4, window=256, d_ff=512),
+    # window 64 x dilations (1, 1, 2, 4): 256 steps of memory, as gtrxl's.
+    "local_xl": dict(d_model=128, num_layers=4, num_heads=4, window=64, d_ff=512),
     "relit": dict(d_model=128, num_layers=4, num_heads=4),
     "brt": dict(d_model=128, num_layers=4, num_heads=4),
     "lstm": dict(hidden_size=256),

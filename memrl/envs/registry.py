@@ -67,6 +67,10 @@ def _continuous() -> list[EnvEntry]:
         ("CartPoleContinuous", "memrl.envs.continuous:make_cartpole"),
     ):
         out += [EnvEntry(f"memrl/{name}-{v}-v0", ep, "continuous", {"variant": v}) for v in "FPV"]
+    # A memory task with a 2-D action: the goal is shown only at the first step.
+    out.append(
+        EnvEntry("memrl/PointGoalMemory-v0", "memrl.envs.point_goal:make_point_goal", "continuous")
+    )
     return out
 
 

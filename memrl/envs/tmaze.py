@@ -58,7 +58,7 @@ class TMazeEnv(gym.Env[np.ndarray, np.int64]):
     ``info`` at the step that ends an episode at the junction holds ``success`` (bool).
     """
 
-    metadata: dict[str, Any] = {"render_modes": ["ansi"]}
+    metadata: dict[str, Any] = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
     def __init__(
         self,
@@ -163,8 +163,13 @@ class TMazeEnv(gym.Env[np.ndarray, np.int64]):
         self._done = terminated or truncated
         return self._obs(), reward, terminated, truncated, info
 
-    def render(self) -> str | None:
-        """``ansi``: the corridor as text, ``A`` for the agent, ``^``/``v`` for the goal arm."""
+    def render(self) -> str | np.ndarray | None:
+        """``ansi``: the corridor as text, ``A`` for the agent, ``^``/``v`` for the goal arm.
+
+        ``rgb_array``: :func:`render_rgb` of the current position (uint8 ``[H, W, 3]``).
+        """
+        if self.render_mode == "rgb_array":
+            return render_rgb(self.corridor_len, self._pos, self._goal)
         if self.render_mode != "ansi":
             return None
         cells = ["."] * self.corridor_len
@@ -175,3 +180,33 @@ class TMazeEnv(gym.Env[np.ndarray, np.int64]):
 def optimal_return(corridor_len: int) -> float:
     """The best episode return in a T-Maze of ``corridor_len`` cells (no time-limit cut)."""
     return REWARD_CORRECT + REWARD_STEP * (corridor_len - 1)
+
+
+# Colours of render_rgb (RGB).
+_WALL = (40, 40, 40)
+_FLOOR = (200, 200, 200)
+_AGENT = (30, 90, 230)
+_GOAL = (40, 180, 60)
+_WRONG = (200, 60, 50)
+_MAX_WIDTH = 960
+
+
+def render_rgb(corridor_len: int, pos: int, goal: int) -> np.ndarray:
+    """A picture of the maze: the corridor as a row of grey cells, the two arms above and below
+    the junction (green: the goal arm, red: the other), the agent as a blue cell.
+
+    Returns uint8 ``[3 * c, corridor_len * c, 3]``, cells of ``c`` pixels (16, fewer for long
+    corridors so the width stays <= 960).
+    """
+    cell = max(2, min(16, _MAX_WIDTH // corridor_len))
+    image = np.empty((3 * cell, corridor_len * cell, 3), np.uint8)
+    image[:] = _WALL
+    image[cell : 2 * cell] = _FLOOR
+    junction = slice((corridor_len - 1) * cell, corridor_len * cell)
+    up, down = (_GOAL, _WRONG) if goal == UP else (_WRONG, _GOAL)
+    image[:cell, junction] = up
+    image[2 * cell :, junction] = down
+    image[cell : 2 * cell, pos * cell : (pos + 1) * cell] = _AGENT
+    # a one-pixel grid so that single steps are visible
+    image[cell : 2 * cell, ::cell] = _WALL
+    return image

@@ -1,23 +1,38 @@
 """AReLiT: the approximate Recurrent Linear Transformer (Pramanik et al. 2023, arXiv 2310.15719).
 
-ReLiT's matrix memory ``C_t = sum_i D_{i..t} * v'_i k'_i^T`` (decays ``D`` the outer products
-``(1 - beta)(1 - gamma)^T``) costs ``d_h * nu*d_h`` per head. AReLiT keeps instead ``r`` pairs of
-cosine-modulated vectors, with ``n`` the step's index within its episode (1 at its first step)
-and ``omega = linspace(-pi, pi, r)``::
+ReLiT's matrix memory ``C_t = sum_i D_{i..t} * v'_i k'_i^T`` costs ``d_h * nu*d_h`` per head.
+AReLiT (the authors' ``AttentionORLiTLayer``, subho406/agalite at cd10e66) keeps instead ``r``
+pairs of cosine-modulated vectors, with ``n`` the step's index and frequencies ``omega_j``::
 
     kt^j_n = (1 - gamma_n) * kt^j_{n-1} + cos(omega_j n) k'_n        # [nu*d_h], j = 1..r
     vt^j_n = (1 - beta_n)  * vt^j_{n-1} + cos(omega_j n) v'_n        # [d_h]
     s_n    = (1 - gamma_n) * s_{n-1} + k'_n                          # [nu*d_h]
     a_n    = sum_j vt^j_n (kt^j_n . phi(q_n)) / (2 r (s_n . phi(q_n)) + eps)
 
-``sum_j vt^j kt^j^T`` sums ``cos(omega_j m) cos(omega_j l) v'_m k'_l^T`` over pairs of steps:
-the cosines weight the diagonal ``m = l`` terms (ReLiT's memory) over the cross terms, and the
-memory no longer holds any ``d_h x nu*d_h`` matrix. The state per head is
-``r * nu*d_h + r * d_h + nu*d_h``: linear in ``nu * d_h`` where ReLiT's is ``d_h * nu * d_h``.
+``sum_j vt^j kt^j^T`` sums ``(sum_j cos(omega_j m) cos(omega_j l)) v'_m k'_l^T`` over pairs of
+steps. How well that weights the diagonal ``m = l`` (ReLiT's memory) over the cross terms
+depends on the frequencies (``omegas``):
 
-The step index ``n`` is part of the state (field ``tick``). Because ``cos(omega_j n)`` has period
-``2 (r - 1)`` in ``n`` for these frequencies, the state keeps ``n`` modulo that period: a small
-integer, exact in any float dtype (bf16 replay included), that never grows with the episode.
+* ``"authors"`` (default): ``omega = linspace(-pi, pi, r)``, as the authors' code. cos is even,
+  so ``+omega`` and ``-omega`` give identical components: for the authors' ``r = 2`` both are
+  ``cos(pi n) = (-1)^n``, and the memory is one rank-1 term whose cross terms get weight
+  ``+-1`` (``+1`` for an even distance, ``-1`` for an odd one): the diagonal is *not* favoured.
+* ``"uniform"``: ``omega_j = pi j / r`` for ``j = 0 .. r-1``, ``r`` distinct components (the
+  cosine sum is ``r/2`` on the diagonal and small off it for distances below ``2r``, up to the
+  ``j = 0`` term); offered so the learning suite can compare.
+
+Only the distinct components are stored (each with its multiplicity in the sum), so the authors'
+``r = 2`` keeps one pair of vectors and gives exactly the output of keeping both. The state per
+head is ``r' * nu*d_h + r' * d_h + nu*d_h`` with ``r'`` the number of distinct components:
+linear in ``nu * d_h`` where ReLiT's is ``d_h * nu * d_h``.
+
+The step index ``n`` is part of the state (field ``tick``), restarted at every episode (``n = 1``
+at its first step), so an episode's outputs never depend on what came before it. (The authors'
+tick starts at 2 and runs on across episodes; for ``omegas="authors"`` with ``r <= 3`` every
+frequency is 0 or +-pi, a shift of ``n`` multiplies every component by the same sign, and the
+output is identical.) ``cos(omega_j n)`` is periodic in ``n`` (period ``2 (r - 1)`` for
+"authors", ``2 r`` for "uniform"), so the state keeps ``n`` modulo the period: a small integer,
+exact in any float dtype (bf16 replay included), that never grows with the episode.
 
 Training runs the log-depth parallel scan over the sequence; one step (``T == 1``) is a single
 update of fixed-size vectors, whatever the episode's length so far.
@@ -39,22 +54,44 @@ from memrl.models.linear_attention import (
     linear_scan,
 )
 
+OMEGAS = ("authors", "uniform")
+
+
+def frequencies(scheme: str, r: int) -> tuple[Tensor, int]:
+    """``(omega [r] float64, period)`` for ``scheme``; ``cos(omega n)`` repeats every period."""
+    if scheme == "authors":
+        # omega_j / pi = -1 + 2j/(r-1): period 2(r-1) (2 for r = 1, where omega = -pi).
+        return torch.linspace(-math.pi, math.pi, r, dtype=torch.float64), 2 * max(r - 1, 1)
+    if scheme == "uniform":
+        return math.pi * torch.arange(r, dtype=torch.float64) / r, 2 * r
+    raise ValueError(f"omegas must be one of {OMEGAS}, got {scheme!r}")
+
 
 class AReLiTAttention(nn.Module):
-    """Multi-head AReLiT attention; ``context["cosines"]`` [B, T, r] holds ``cos(omega_j n)``.
+    """Multi-head AReLiT attention over the ``r'`` distinct cosine components.
 
-    State ``{"keys": [B, H, r, nu*d_h], "values": [B, H, r, d_h], "s": [B, H, nu*d_h]}``;
+    ``context["cosines"]`` [B, T, r'] holds ``cos(omega_j n)``; ``multiplicity`` [r'] how often
+    each appears among the ``r`` nominal components.
+    State ``{"keys": [B, H, r', nu*d_h], "values": [B, H, r', d_h], "s": [B, H, nu*d_h]}``;
     ``forward(u [B, T, d_model], keep [B, T], state, context)`` returns
     ([B, T, d_model], new state).
     """
 
     def __init__(
-        self, d_model: int, num_heads: int, d_head: int, nu: int, r: int, eps: float
+        self,
+        d_model: int,
+        num_heads: int,
+        d_head: int,
+        nu: int,
+        r: int,
+        eps: float,
+        multiplicity: Tensor,
     ) -> None:
         super().__init__()
         self.features = GatedFeatures(d_model, num_heads, d_head, nu)
         self.project = orthogonal_(nn.Linear(num_heads * d_head, d_model))
         self.r, self.eps = r, eps
+        self.register_buffer("multiplicity", multiplicity, persistent=False)
 
     def forward(
         self, u: Tensor, keep: Tensor, state: LayerState, context: dict[str, Tensor]
@@ -75,6 +112,7 @@ class AReLiTAttention(nn.Module):
         normaliser = linear_scan([key_decay], key, state["s"])  # [B, T, H, F]
         query = f["query"]
         scores = torch.einsum("bthrf,bthf->bthr", keys.to(query.dtype), query)
+        scores = scores * self.multiplicity.to(scores.dtype)
         numerator = torch.einsum("bthrd,bthr->bthd", values.to(query.dtype), scores)
         denominator = torch.einsum("bthf,bthf->bth", normaliser.to(query.dtype), query)
         attended = numerator / (2 * self.r * denominator.unsqueeze(-1) + self.eps)
@@ -86,18 +124,21 @@ class AReLiTAttention(nn.Module):
 class AReLiTCore(LinearTransformerCore):
     """AReLiT memory core (carry state, size independent of ``d_h * nu * d_h``).
 
-    State: ``keys`` [layers, H, r, nu*d_h], ``values`` [layers, H, r, d_h], ``s``
-    [layers, H, nu*d_h] and ``tick`` [1] (step index in the episode, modulo the cosines' period).
+    State: ``keys`` [layers, H, r', nu*d_h], ``values`` [layers, H, r', d_h], ``s``
+    [layers, H, nu*d_h] and ``tick`` [1] (step index in the episode, modulo the cosines' period),
+    with ``r'`` (``num_components``) the number of distinct cosine components.
 
     Defaults are the authors' Memory Gym (Mystery Path) AReLiT settings (agalite repo,
     config/mysterypath/arelit4.yaml, the "AReLiT (eta=4)" run of its README; the T-Maze configs
     share all but ``eta``): ``num_layers=4``, ``d_model=128``, ``d_head=64``, ``num_heads=4``,
     ``d_ff=128``, feature expansion ``nu=4`` (the authors' ``eta``) and ``r=2`` cosine
-    components. ``gate_bias=2`` is GTrXL's ``b_g``; ``eps=1e-5`` the authors' normaliser guard.
-    The frequencies ``omega = linspace(-pi, pi, r)`` and the ``2 r`` normaliser follow the
-    authors' code (note: cos is even, so ``+omega`` and ``-omega`` give equal components).
+    components with ``omegas="authors"`` (``linspace(-pi, pi, r)``: for r = 2 a single, sign-
+    alternating component, see the module docstring; ``"uniform"`` gives r distinct ones).
+    ``gate_bias=2`` is GTrXL's ``b_g``; ``eps=1e-5`` the authors' normaliser guard; the ``2 r``
+    normaliser is the authors' for every scheme. The embedding is ``relu(Linear)`` and the
+    fused k/q/v/beta/gamma projection is orthogonal(sqrt 2) as one block, both as the authors'.
 
-    Raises ValueError for a non-positive size, ``r`` or ``eps``.
+    Raises ValueError for a non-positive size, ``r`` or ``eps``, or an unknown ``omegas``.
     """
 
     name = "arelit"
@@ -116,10 +157,24 @@ class AReLiTCore(LinearTransformerCore):
         d_ff: int = 128,
         gate_bias: float = 2.0,
         eps: float = 1e-5,
+        omegas: str = "authors",
     ) -> None:
         if isinstance(r, bool) or not isinstance(r, int) or r <= 0:
             raise ValueError(f"r must be a positive int, got {r!r}")
-        self.r = r
+        omega, self.period = frequencies(omegas, r)
+        self.r, self.omegas = r, omegas
+        phases = torch.cos(omega[None, :] * torch.arange(self.period, dtype=torch.float64)[:, None])
+        # Components equal at every n (cos is even) are stored once. distinct: the first of each
+        # group; component_of[j]: which stored component nominal component j is.
+        keys = [tuple(torch.round(phases[:, j] * 1e9).tolist()) for j in range(r)]
+        first_of: dict[tuple, int] = {}
+        for key in keys:
+            first_of.setdefault(key, len(first_of))
+        self.component_of = [first_of[key] for key in keys]
+        self.distinct = [keys.index(key) for key in first_of]
+        self.num_components = len(self.distinct)
+        multiplicity = torch.bincount(torch.tensor(self.component_of), minlength=len(first_of))
+        self._multiplicity = multiplicity.to(torch.get_default_dtype())
         super().__init__(
             input_dim,
             d_model=d_model,
@@ -131,25 +186,33 @@ class AReLiTCore(LinearTransformerCore):
             gate_bias=gate_bias,
             eps=eps,
         )
-        omegas = torch.linspace(-math.pi, math.pi, r, dtype=torch.float64)
-        # cos(omega_j n) for omega_j / pi = -1 + 2j/(r-1) repeats every 2(r-1) steps (every 2
-        # steps for r = 1, where omega = -pi).
-        self.period = 2 * max(r - 1, 1)
-        phases = torch.cos(
-            omegas[None, :] * torch.arange(self.period, dtype=torch.float64)[:, None]
-        )
-        # Exact table of cos(omega_j n) for n mod period: a buffer, so it follows .to(dtype).
-        self.register_buffer("cos_table", phases.to(torch.get_default_dtype()), persistent=False)
+        # Table of cos(omega_j n) for n mod period, distinct components only: a buffer, so it
+        # follows .to(dtype).
+        table = phases[:, self.distinct].to(torch.get_default_dtype())
+        self.register_buffer("cos_table", table, persistent=False)
+
+    def expand_components(self, stored: Tensor, dim: int = 2) -> Tensor:
+        """The ``r`` nominal components from the ``r'`` stored ones along ``dim``."""
+        index = torch.tensor(self.component_of, device=stored.device)
+        return stored.index_select(dim, index)
 
     def _make_attention(self) -> nn.Module:
-        return AReLiTAttention(self.d_model, self.num_heads, self.d_head, self.nu, self.r, self.eps)
+        return AReLiTAttention(
+            self.d_model,
+            self.num_heads,
+            self.d_head,
+            self.nu,
+            self.r,
+            self.eps,
+            self._multiplicity.clone(),
+        )
 
     def state_spec(self) -> dict[str, StateSpec]:
         layers, heads, features = self.num_layers, self.num_heads, self.nu * self.d_head
         dtype = self.state_dtype
         return {
-            "keys": StateSpec("carry", (layers, heads, self.r, features), dtype),
-            "values": StateSpec("carry", (layers, heads, self.r, self.d_head), dtype),
+            "keys": StateSpec("carry", (layers, heads, self.num_components, features), dtype),
+            "values": StateSpec("carry", (layers, heads, self.num_components, self.d_head), dtype),
             "s": StateSpec("carry", (layers, heads, features), dtype),
             "tick": StateSpec("carry", (1,), dtype),
         }
@@ -161,5 +224,5 @@ class AReLiTCore(LinearTransformerCore):
         ones = torch.ones_like(keep)
         index = linear_scan([keep], ones, tick.squeeze(-1))  # [B, T]
         index = torch.remainder(torch.round(index), self.period)
-        cosines = self.cos_table.to(keep.dtype)[index.long()]  # [B, T, r]
+        cosines = self.cos_table.to(keep.dtype)[index.long()]  # [B, T, r']
         return {"cosines": cosines}, {"tick": index[:, -1:].to(self.state_dtype)}

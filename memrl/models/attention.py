@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -108,15 +109,42 @@ def relative_distance(block: int, memory: int, device: torch.device) -> Tensor:
     )
 
 
+class RelativeBiases(nn.Module):
+    """Transformer-XL's content bias ``u`` and position bias ``v`` [H, e], zero at init.
+
+    One instance is shared by every layer of a core, as in Transformer-XL and the GTrXL
+    references (DI-engine, agalite): the biases are a per-head preference for content and for
+    recency, not a per-layer feature.
+    """
+
+    def __init__(self, num_heads: int, head_dim: int) -> None:
+        super().__init__()
+        self.content = nn.Parameter(torch.zeros(num_heads, head_dim))  # u
+        self.position = nn.Parameter(torch.zeros(num_heads, head_dim))  # v
+
+
 class RelativeWindowAttention(nn.Module):
     """Multi-head (or grouped-query) attention with Transformer-XL relative positions.
 
     ``kv_heads`` K/V heads are shared by groups of ``num_heads // kv_heads`` query heads (query
     head ``h`` uses K/V head ``h // group``). The position projection ``W_R`` has ``num_heads``
     heads: it acts on M+1 encodings shared by the batch, so sharing it would save nothing.
+    ``biases``: the (shared) ``u``, ``v``; None makes a private pair.
+
+    ``dilations`` (one int per head, with ``dilated_window`` w): head ``h`` sees only keys at
+    distances ``0, d_h, 2 d_h, .., w d_h`` (Longformer's dilated sliding window), on top of the
+    window rule; None = every distance the window rule allows.
     """
 
-    def __init__(self, d_model: int, num_heads: int, kv_heads: int) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        kv_heads: int,
+        biases: RelativeBiases | None = None,
+        dilations: tuple[int, ...] | None = None,
+        dilated_window: int | None = None,
+    ) -> None:
         super().__init__()
         self.num_heads, self.kv_heads = num_heads, kv_heads
         self.head_dim = d_model // num_heads
@@ -125,11 +153,38 @@ class RelativeWindowAttention(nn.Module):
         self.key_value = nn.Linear(d_model, 2 * kv_heads * self.head_dim, bias=False)
         self.position = nn.Linear(d_model, num_heads * self.head_dim, bias=False)
         self.out = nn.Linear(num_heads * self.head_dim, d_model, bias=False)
-        self.content_bias = nn.Parameter(torch.zeros(num_heads, self.head_dim))  # u
-        self.position_bias = nn.Parameter(torch.zeros(num_heads, self.head_dim))  # v
+        self.biases = RelativeBiases(num_heads, self.head_dim) if biases is None else biases
+        if dilations is not None and (len(dilations) != num_heads or dilated_window is None):
+            raise ValueError("dilations needs one entry per head and a dilated_window")
+        self.dilations, self.dilated_window = dilations, dilated_window
 
-    def forward(self, queries: Tensor, keys: Tensor, window: EpisodeWindow) -> Tensor:
-        """queries [B, T, d] (the segment), keys [B, M+T, d] ([memory; segment]) -> [B, T, d]."""
+    @property
+    def content_bias(self) -> nn.Parameter:
+        return self.biases.content
+
+    @property
+    def position_bias(self) -> nn.Parameter:
+        return self.biases.position
+
+    def head_mask(self, distance: Tensor) -> Tensor | None:
+        """[H, *distance.shape] bool: may head h use a key at ``distance``? None = all may."""
+        if self.dilations is None:
+            return None
+        dil = torch.tensor(self.dilations, device=distance.device).view(-1, *[1] * distance.dim())
+        return (distance % dil == 0) & (distance <= self.dilated_window * dil)
+
+    def forward(
+        self,
+        queries: Tensor,
+        keys: Tensor,
+        window: EpisodeWindow,
+        global_keys: Tensor | None = None,
+    ) -> Tensor:
+        """queries [B, T, d] (the segment), keys [B, M+T, d] ([memory; segment]) -> [B, T, d].
+
+        ``global_keys`` [G, d]: extra keys every query may see, with a content score only (no
+        position term); None = none.
+        """
         batch, steps, _ = queries.shape
         memory, block = window.memory_len, window.block
         pad = -steps % block
@@ -160,10 +215,23 @@ class RelativeWindowAttention(nn.Module):
             for x in (k, v)
         )
         position = rearrange(F.pad(position, (0, 0, 0, pad)), "b h (n i) d -> b h n i d", i=block)
-        distance = relative_distance(block, memory, queries.device).clamp(0, memory)
+        raw_distance = relative_distance(block, memory, queries.device)
+        distance = raw_distance.clamp(0, memory)
         bias = position.gather(-1, distance.expand(*position.shape[:-1], memory + block))
         allowed = window.allowed[:, None]  # [B, 1, n, block, M+block]
+        heads_allowed = self.head_mask(raw_distance)  # [H, block, M+block]: dilated windows
+        if heads_allowed is not None:
+            allowed = allowed & heads_allowed[None, :, None]
         bias = rearrange(bias.masked_fill(~allowed, float("-inf")), "b h n i j -> (b n) h i j")
+        if global_keys is not None:
+            kg, vg = rearrange(
+                self.key_value(global_keys), "g (two h e) -> two h g e", two=2, h=self.kv_heads
+            )
+            k, v = (
+                torch.cat([x, g.to(x.dtype).expand(x.shape[0], -1, -1, -1)], dim=2)
+                for x, g in ((k, kg), (v, vg))
+            )
+            bias = F.pad(bias, (0, global_keys.shape[0]), value=0.0)
 
         group = self.num_heads // self.kv_heads
         k, v = (
@@ -186,7 +254,9 @@ class WindowCore(MemoryCore):
     """Shared body of the attention-window cores: input projection, layer loop, window state.
 
     Subclasses fill ``self.layers`` with modules called as ``layer(h, memory, window)``
-    (h [B, T, d], memory [B, M, d] detached, returns [B, T, d]) and may set ``self.out_norm``.
+    (h [B, T, d], memory [B, M, d] detached, returns [B, T, d]), whose attention uses the shared
+    ``self.relative_biases``, and may set ``self.out_norm`` and ``embedding_relu`` (a ReLU after
+    the input projection).
     State: ``{"memory": [B, layers, M, d], "memory_mask": [B, M]}``, each layer's inputs of the
     last M steps of the current episode, oldest first, invalid slots exactly zero.
     """
@@ -226,9 +296,13 @@ class WindowCore(MemoryCore):
         self.d_model, self.num_layers, self.num_heads = d_model, num_layers, num_heads
         self.kv_heads, self.memory_len, self.d_ff = kv_heads, memory_len, d_ff
         self.input_proj = nn.Linear(input_dim, d_model)
+        # u, v shared by every layer's attention (pass to the layers' constructors).
+        self.relative_biases = RelativeBiases(num_heads, d_model // num_heads)
         self.layers = nn.ModuleList()
         self.out_norm: nn.Module = nn.Identity()
         self.output_dim = d_model
+
+    embedding_relu: ClassVar[bool] = False
 
     def block_size(self, steps: int) -> int:
         """Queries per attention block; the whole segment by default (one full score matrix)."""
@@ -243,6 +317,8 @@ class WindowCore(MemoryCore):
         memory = state["memory"].detach()  # stop-gradient into memory (GTrXL, Sec. 3)
         window = EpisodeWindow.build(first, state["memory_mask"], self.block_size(x.shape[1]))
         h = self.input_proj(x)
+        if self.embedding_relu:
+            h = F.relu(h)
         inputs = []
         for index, layer in enumerate(self.layers):
             inputs.append(h)

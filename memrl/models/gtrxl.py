@@ -6,7 +6,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from memrl.models.attention import EpisodeWindow, FeedForward, RelativeWindowAttention, WindowCore
+from memrl.models.attention import (
+    EpisodeWindow,
+    FeedForward,
+    RelativeBiases,
+    RelativeWindowAttention,
+    WindowCore,
+)
 from memrl.models.gating import GRUGate
 
 
@@ -18,11 +24,17 @@ class GTrXLLayer(nn.Module):
     """
 
     def __init__(
-        self, d_model: int, num_heads: int, kv_heads: int, d_ff: int, gate_bias: float
+        self,
+        d_model: int,
+        num_heads: int,
+        kv_heads: int,
+        d_ff: int,
+        gate_bias: float,
+        biases: RelativeBiases | None = None,
     ) -> None:
         super().__init__()
         self.attention_norm = nn.LayerNorm(d_model)
-        self.attention = RelativeWindowAttention(d_model, num_heads, kv_heads)
+        self.attention = RelativeWindowAttention(d_model, num_heads, kv_heads, biases)
         self.attention_gate = GRUGate(d_model, gate_bias)
         self.feed_forward_norm = nn.LayerNorm(d_model)
         self.feed_forward = FeedForward(d_model, d_ff)
@@ -39,6 +51,11 @@ class GTrXLLayer(nn.Module):
 class GTrXLCore(WindowCore):
     """GTrXL over a sliding window of the last ``memory_len`` steps of the episode.
 
+    Window rule as trxl (every query sees exactly itself and the previous ``memory_len`` steps
+    of its episode: Transformer-XL's ``same_length`` mode). As in the GTrXL references
+    (DI-engine, agalite), the input embedding is ``relu(Linear(input_dim, d_model))`` and the
+    biases u, v are shared by all layers.
+
     Args (keyword-only). Sizes are the same small RL-agent scale as trxl (not a paper's table;
     Parisotto et al.'s DMLab-30 agent is far larger):
         d_model: residual width (128).
@@ -54,6 +71,7 @@ class GTrXLCore(WindowCore):
     """
 
     name = "gtrxl"
+    embedding_relu = True
 
     def __init__(
         self,
@@ -77,6 +95,6 @@ class GTrXLCore(WindowCore):
             kv_heads=kv_heads,
         )
         self.layers.extend(
-            GTrXLLayer(d_model, num_heads, self.kv_heads, d_ff, gate_bias)
+            GTrXLLayer(d_model, num_heads, self.kv_heads, d_ff, gate_bias, self.relative_biases)
             for _ in range(num_layers)
         )

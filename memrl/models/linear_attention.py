@@ -1,12 +1,14 @@
 """Shared pieces of the recurrent linear transformers (Pramanik et al. 2023, arXiv 2310.15719).
 
-ReLiT and AReLiT differ only in how a layer's attention memory is stored; everything else lives
-here:
+ReLiT and AReLiT share the layer structure and the scan; each has its own attention module
+(relit.py, arelit.py), following the authors' two code paths:
 
 * ``linear_scan``: the log-depth (odd-even) parallel scan of ``h_t = a_t * h_{t-1} + b_t``
   that both cores use in training. A decay of exactly 0 (an episode start) cuts the carried-in
   contribution exactly, so nothing leaks across an episode boundary.
-* ``GatedFeatures``: the paper's learned outer-product feature map and its gates. Per head, with
+* ``GatedFeatures``: AReLiT's learned outer-product feature map and its gates (the authors'
+  ``AttentionORLiTLayer``: one fused projection per layer, orthogonal(sqrt 2) as one block). Per
+  head, with
   ``x`` the (layer-normed) block input, ``d_h`` the head size and ``nu`` the feature expansion::
 
       k, q, v, b, g = W_{k,q,v,beta,gamma} x            # each [d_h]
@@ -21,8 +23,9 @@ here:
 * ``GRUGate`` and ``GatedTransformerBlock``: the GTrXL block (Parisotto et al. 2020) the paper
   wraps its attention in: pre-LayerNorm, ReLU on each sublayer output, GRU-style gating in place
   of both residual connections, gate bias ``b_g = 2``.
-* ``LinearTransformerCore``: input embedding ``relu(Linear(input_dim, d_model))`` then
-  ``num_layers`` blocks; state fields are stacked over layers (``[B, layers, ...]``).
+* ``LinearTransformerCore``: input embedding ``Linear(input_dim, d_model)`` (followed by a ReLU
+  where the subclass sets ``embedding_relu``, as the authors' AReLiT does and their ReLiT does
+  not) then ``num_layers`` blocks; state fields are stacked over layers (``[B, layers, ...]``).
 """
 
 from __future__ import annotations
@@ -169,6 +172,7 @@ class LinearTransformerCore(MemoryCore):
     """
 
     layer_fields: ClassVar[tuple[str, ...]] = ()
+    embedding_relu: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -218,7 +222,9 @@ class LinearTransformerCore(MemoryCore):
         # zeroes the carried-in state exactly (in the scan and in the single step alike).
         keep = (~first).to(self.state_dtype)
         context, new_state = self._context(state, keep)
-        h = F.relu(self.embed(x))
+        h = self.embed(x)
+        if self.embedding_relu:
+            h = F.relu(h)
         per_layer: dict[str, list[Tensor]] = {k: [] for k in self.layer_fields}
         for i, block in enumerate(self.blocks):
             layer_state = {k: state[k][:, i] for k in self.layer_fields}

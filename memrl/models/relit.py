@@ -1,63 +1,133 @@
 """ReLiT: the Recurrent Linear Transformer (Pramanik et al. 2023, arXiv 2310.15719, Sec. 3).
 
-Per layer and head, with the features of ``linear_attention.GatedFeatures`` (phi(q), gated key
-``k' = gamma * phi(k)``, gated value ``v' = beta * v``), the self-attention is a gated linear
-recurrence over the matrix ``C`` [d_h, nu*d_h] and the normaliser ``s`` [nu*d_h]::
+Written from the authors' code (subho406/agalite at cd10e66, ``src/models/relit/relit.py``,
+``MemoryLayer`` / ``RLTAttentionLayer`` with the ``pp_relu`` kernel their T-Maze config uses).
+Per layer and head, with ``x`` the layer-normed block input, ``d_h`` the head size and ``nu`` the
+feature expansion (``(x)`` an outer product, flattened to ``[d_h * nu]``)::
 
-    C_t = ((1 - beta_t) (1 - gamma_t)^T) * C_{t-1} + v'_t k'_t^T
-    s_t = (1 - gamma_t) * s_{t-1} + k'_t
-    a_t = C_t phi(q_t) / (s_t . phi(q_t) + eps)
+    phi(k) = relu(W_k x) (x) relu(W_p1 x)                    # [F = d_h * nu], >= 0
+    v      = W_v x                                           # [d_h]
+    beta   = sigmoid(W_b x)                                  # [d_h]
+    gamma  = sigmoid(W_g x) (x) sigmoid(W_p3 x)              # [F]
+    q      = W_q x;  phi(q) = relu(A q) (x) relu(B q)        # [F]: a second projection on q
 
-Both ``phi(q)`` and ``s`` are non-negative, so the denominator is at least ``eps``. The heads'
-``a_t`` are concatenated and projected back to ``d_model``; the layer sits in a GTrXL block.
-The state grows as ``layers * heads * d_h * nu * d_h``: AReLiT (arelit.py) removes the
+``update_rule="projected_sigmoid"`` (the default: the rule of the authors' T-Maze config)::
+
+    C_t = C_{t-1} * (1 - beta_t (x) gamma_t) + (v_t (x) phi(k_t)) * (beta_t (x) gamma_t)
+    s_t = s_{t-1} * (1 - gamma_t) + phi(k_t) * gamma_t
+
+``update_rule="outer_decay"`` (memrl's earlier rule, kept for comparison)::
+
+    C_t = ((1 - beta_t) (x) (1 - gamma_t)) * C_{t-1} + (beta_t v_t) (x) (gamma_t phi(k_t))
+    s_t = (1 - gamma_t) * s_{t-1} + gamma_t phi(k_t)
+
+Both read ``a_t = C_t phi(q_t) / (s_t . phi(q_t) + eps)``; ``phi(q)`` and ``s`` are
+non-negative, so the denominator is at least ``eps``. The heads' ``a_t`` are concatenated and
+projected back to ``d_model``; the layer sits in a GTrXL block. At initialisation (beta ~ 1/2,
+gamma ~ 1/4) an entry of C keeps ~7/8 of itself per step under projected_sigmoid (half-life ~5
+steps) but ~3/8 under outer_decay (half-life < 1 step).
+
+Every weight matrix (per head and per quantity) is initialised separately orthogonal with gain
+sqrt(2), biases zero, as the authors' per-head ``Dense`` layers are, though memrl stores them
+fused. The state grows as ``layers * heads * d_h * nu * d_h``: AReLiT (arelit.py) removes the
 ``d_h * nu * d_h`` term.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from memrl.models.base import StateSpec
-from memrl.models.gating import orthogonal_
-from memrl.models.linear_attention import (
-    GatedFeatures,
-    LayerState,
-    LinearTransformerCore,
-    linear_scan,
-)
+from memrl.models.gating import orthogonal_, orthogonal_blocks_
+from memrl.models.linear_attention import LayerState, LinearTransformerCore, linear_scan
+
+UPDATE_RULES = ("projected_sigmoid", "outer_decay")
+
+
+def outer(left: Tensor, right: Tensor) -> Tensor:
+    """``[..., a] (x) [..., b] -> [..., a*b]`` (index ``i * b + j``, the authors' layout)."""
+    return (left.unsqueeze(-1) * right.unsqueeze(-2)).flatten(-2)
+
+
+class ReLiTFeatures(nn.Module):
+    """The per-head projections of the authors' ReLiT layer, fused into two matrix products.
+
+    Per head the first projection yields ``[k, v, b, g, q]`` (``d_h`` each) then ``[p1, p3]``
+    (``nu`` each); the second, per head, maps ``q`` to ``[A q (d_h), B q (nu)]``.
+    ``forward(x [B, T, d_model])`` returns ``key`` phi(k), ``query`` phi(q), ``gamma``
+    (each [B, T, H, F]), ``value`` v and ``beta`` (each [B, T, H, d_h]).
+    """
+
+    def __init__(self, d_model: int, num_heads: int, d_head: int, nu: int) -> None:
+        super().__init__()
+        self.num_heads, self.d_head, self.nu = num_heads, d_head, nu
+        self.first = nn.Linear(d_model, num_heads * (5 * d_head + 2 * nu))
+        self.second_weight = nn.Parameter(torch.empty(num_heads, d_head + nu, d_head))
+        self.second_bias = nn.Parameter(torch.zeros(num_heads, d_head + nu))
+        with torch.no_grad():
+            w = self.first.weight.view(num_heads, 5 * d_head + 2 * nu, d_model)
+            for h in range(num_heads):
+                orthogonal_blocks_(w[h, : 5 * d_head], d_head)
+                orthogonal_blocks_(w[h, 5 * d_head :], nu)
+                orthogonal_blocks_(self.second_weight[h, :d_head], d_head)
+                orthogonal_blocks_(self.second_weight[h, d_head:], nu)
+            nn.init.zeros_(self.first.bias)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        batch, steps, _ = x.shape
+        d, nu = self.d_head, self.nu
+        heads = self.first(x).view(batch, steps, self.num_heads, 5 * d + 2 * nu)
+        k, v, b, g, q, p1, p3 = heads.split([d, d, d, d, d, nu, nu], dim=-1)
+        q2 = torch.einsum("bthe,hfe->bthf", q, self.second_weight) + self.second_bias
+        qa, qb = q2.split([d, nu], dim=-1)
+        return {
+            "key": outer(F.relu(k), F.relu(p1)),
+            "query": outer(F.relu(qa), F.relu(qb)),
+            "gamma": outer(torch.sigmoid(g), torch.sigmoid(p3)),
+            "value": v,
+            "beta": torch.sigmoid(b),
+        }
 
 
 class ReLiTAttention(nn.Module):
     """Multi-head gated linear attention with the full matrix memory ``(C, s)`` per head.
 
     ``forward(u [B, T, d_model], keep [B, T], state, context)`` with state
-    ``{"C": [B, H, d_h, nu*d_h], "s": [B, H, nu*d_h]}`` returns ([B, T, d_model], new state).
+    ``{"C": [B, H, d_h, F], "s": [B, H, F]}`` returns ([B, T, d_model], new state).
     """
 
-    def __init__(self, d_model: int, num_heads: int, d_head: int, nu: int, eps: float) -> None:
+    def __init__(
+        self, d_model: int, num_heads: int, d_head: int, nu: int, eps: float, update_rule: str
+    ) -> None:
         super().__init__()
-        self.features = GatedFeatures(d_model, num_heads, d_head, nu)
+        self.features = ReLiTFeatures(d_model, num_heads, d_head, nu)
         self.project = orthogonal_(nn.Linear(num_heads * d_head, d_model))
-        self.eps = eps
+        self.eps, self.update_rule = eps, update_rule
 
     def forward(
         self, u: Tensor, keep: Tensor, state: LayerState, context: dict[str, Tensor]
     ) -> tuple[Tensor, LayerState]:
         f = self.features(u)
         dtype = state["C"].dtype
-        keep = keep[:, :, None, None]  # [B, T, 1, 1]
-        key_decay = (f["key_decay"] * keep).to(dtype)  # [B, T, H, F]
-        value_decay = f["value_decay"].to(dtype)  # [B, T, H, D]
+        keep = keep[:, :, None, None].to(dtype)  # [B, T, 1, 1]; 0 cuts the carried-in state
         key, value = f["key"].to(dtype), f["value"].to(dtype)
-        # The decay of C is the outer product (1 - beta)(1 - gamma)^T: passed as two factors.
-        memory = linear_scan(
-            [value_decay.unsqueeze(-1), key_decay.unsqueeze(-2)],
-            value.unsqueeze(-1) * key.unsqueeze(-2),
-            state["C"],
-        )  # [B, T, H, D, F]
-        normaliser = linear_scan([key_decay], key, state["s"])  # [B, T, H, F]
+        beta, gamma = f["beta"].to(dtype), f["gamma"].to(dtype)
+        if self.update_rule == "projected_sigmoid":
+            write = beta.unsqueeze(-1) * gamma.unsqueeze(-2)  # beta (x) gamma [B, T, H, D, F]
+            memory = linear_scan(
+                [(1 - write) * keep.unsqueeze(-1)],
+                value.unsqueeze(-1) * key.unsqueeze(-2) * write,
+                state["C"],
+            )
+        else:  # outer_decay: the decay (1 - beta)(1 - gamma)^T passed as two factors
+            memory = linear_scan(
+                [(1 - beta).unsqueeze(-1), ((1 - gamma) * keep).unsqueeze(-2)],
+                (beta * value).unsqueeze(-1) * (gamma * key).unsqueeze(-2),
+                state["C"],
+            )  # [B, T, H, D, F]
+        normaliser = linear_scan([(1 - gamma) * keep], gamma * key, state["s"])  # [B, T, H, F]
         query = f["query"]
         numerator = torch.einsum("bthdf,bthf->bthd", memory.to(query.dtype), query)
         denominator = torch.einsum("bthf,bthf->bth", normaliser.to(query.dtype), query)
@@ -69,18 +139,20 @@ class ReLiTAttention(nn.Module):
 class ReLiTCore(LinearTransformerCore):
     """ReLiT memory core; state ``{"C": [layers, H, d_h, nu*d_h], "s": [layers, H, nu*d_h]}``.
 
-    Defaults are the authors' T-Maze ReLiT settings (agalite repo, config/tmaze/relit.yaml,
-    shared by their T-Maze/Memory Gym AReLiT configs): ``num_layers=4``, ``d_model=128``,
-    ``d_head=64``, ``num_heads=4``, ``d_ff=128`` (their ``d_ffc``) and feature expansion ``nu=2``
-    (kernel ``pp_relu``, ``nu: 2``). ``gate_bias=2`` is GTrXL's gate bias ``b_g`` as in the
-    authors' ``GRUGatingUnit``. ``eps=1e-5`` is the normaliser guard of the authors' AReLiT
-    layer (their ReLiT used 1e-10; 1e-5 keeps float32 and bf16 away from a ~0 denominator).
+    Defaults are the authors' T-Maze ReLiT settings (agalite repo, config/tmaze/relit.yaml):
+    ``num_layers=4``, ``d_model=128``, ``d_head=64``, ``num_heads=4``, ``d_ff=128`` (their
+    ``d_ffc``), feature expansion ``nu=2`` (kernel ``pp_relu``) and
+    ``update_rule="projected_sigmoid"``. The input embedding is a plain ``Linear`` (no ReLU), as
+    theirs. ``gate_bias=2`` is GTrXL's gate bias ``b_g`` as in the authors' ``GRUGatingUnit``.
+    ``eps=1e-5`` is the normaliser guard of the authors' AReLiT layer (their ReLiT used 1e-10;
+    1e-5 keeps float32 and bf16 away from a ~0 denominator).
 
-    Raises ValueError for a non-positive size or ``eps``.
+    Raises ValueError for a non-positive size or ``eps``, or an unknown ``update_rule``.
     """
 
     name = "relit"
     layer_fields = ("C", "s")
+    embedding_relu = False
 
     def __init__(
         self,
@@ -94,7 +166,11 @@ class ReLiTCore(LinearTransformerCore):
         d_ff: int = 128,
         gate_bias: float = 2.0,
         eps: float = 1e-5,
+        update_rule: str = "projected_sigmoid",
     ) -> None:
+        if update_rule not in UPDATE_RULES:
+            raise ValueError(f"update_rule must be one of {UPDATE_RULES}, got {update_rule!r}")
+        self.update_rule = update_rule
         super().__init__(
             input_dim,
             d_model=d_model,
@@ -108,7 +184,9 @@ class ReLiTCore(LinearTransformerCore):
         )
 
     def _make_attention(self) -> nn.Module:
-        return ReLiTAttention(self.d_model, self.num_heads, self.d_head, self.nu, self.eps)
+        return ReLiTAttention(
+            self.d_model, self.num_heads, self.d_head, self.nu, self.eps, self.update_rule
+        )
 
     def state_spec(self) -> dict[str, StateSpec]:
         layers, heads, d_head, features = (

@@ -5,15 +5,28 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from memrl.models.attention import EpisodeWindow, FeedForward, RelativeWindowAttention, WindowCore
+from memrl.models.attention import (
+    EpisodeWindow,
+    FeedForward,
+    RelativeBiases,
+    RelativeWindowAttention,
+    WindowCore,
+)
 
 
 class TrXLLayer(nn.Module):
     """``h = LN(h + RelAttn(h, [sg(memory); h]));  h = LN(h + FF(h))`` (the paper's placement)."""
 
-    def __init__(self, d_model: int, num_heads: int, kv_heads: int, d_ff: int) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        kv_heads: int,
+        d_ff: int,
+        biases: RelativeBiases | None = None,
+    ) -> None:
         super().__init__()
-        self.attention = RelativeWindowAttention(d_model, num_heads, kv_heads)
+        self.attention = RelativeWindowAttention(d_model, num_heads, kv_heads, biases)
         self.attention_norm = nn.LayerNorm(d_model)
         self.feed_forward = FeedForward(d_model, d_ff)
         self.feed_forward_norm = nn.LayerNorm(d_model)
@@ -27,6 +40,12 @@ class TrXLLayer(nn.Module):
 
 class TrXLCore(WindowCore):
     """Transformer-XL over a sliding window of the last ``memory_len`` steps of the episode.
+
+    Window rule: every query sees exactly itself and the previous ``memory_len`` steps of its
+    episode, in training as in acting (Transformer-XL's ``same_length`` mode). The references
+    let a training query also see the earlier steps of its own segment (up to M + T - 1 keys);
+    memrl does not, so one step at a time computes the same function as a whole sequence. The
+    content/position biases u, v are shared by all layers, as in Transformer-XL.
 
     Args (keyword-only). The defaults are a small RL-agent scale chosen for memrl's tasks, not
     a paper's table (Dai et al.'s language models are 10-50x larger); check them against ReLiT's
@@ -65,5 +84,6 @@ class TrXLCore(WindowCore):
             kv_heads=kv_heads,
         )
         self.layers.extend(
-            TrXLLayer(d_model, num_heads, self.kv_heads, d_ff) for _ in range(num_layers)
+            TrXLLayer(d_model, num_heads, self.kv_heads, d_ff, self.relative_biases)
+            for _ in range(num_layers)
         )

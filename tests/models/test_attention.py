@@ -18,7 +18,16 @@ D_IN = 5
 
 
 def memory_len(kwargs: dict) -> int:
-    return kwargs.get("memory_len", kwargs.get("window"))
+    if "memory_len" in kwargs:
+        return kwargs["memory_len"]
+    return kwargs["window"] * max(kwargs.get("dilations", (1,)))
+
+
+def head_distances(kwargs: dict) -> set[int] | None:
+    """Distances some head may attend to (local_xl's dilated windows); None = all of 0..M."""
+    if "dilations" not in kwargs:
+        return None
+    return {k * d for d in kwargs["dilations"] for k in range(kwargs["window"] + 1)}
 
 
 def random_episode(
@@ -46,8 +55,11 @@ def steps_since_start(first: torch.Tensor, memory_mask: torch.Tensor) -> torch.T
     return out
 
 
-def dense_allowed(first: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
-    """The window rule written out pair by pair: [B, T, M+T] bool (reference)."""
+def dense_allowed(
+    first: torch.Tensor, memory_mask: torch.Tensor, distances: set[int] | None = None
+) -> torch.Tensor:
+    """The window rule written out pair by pair: [B, T, M+T] bool (reference); ``distances``
+    further restricts the distances (steps back) a key may lie at."""
     batch, steps = first.shape
     memory = memory_mask.shape[1]
     since = steps_since_start(first, memory_mask)
@@ -56,7 +68,9 @@ def dense_allowed(first: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tenso
         for t in range(steps):
             for j in range(memory + steps):
                 back = memory + t - j  # how many steps before t key j lies
-                allowed[b, t, j] = 0 <= back <= min(memory, int(since[b, t]))
+                allowed[b, t, j] = 0 <= back <= min(memory, int(since[b, t])) and (
+                    distances is None or back in distances
+                )
     return allowed
 
 
@@ -98,7 +112,8 @@ def test_one_layer_output_depends_on_exactly_the_window(name):
     state = core.initial_state(2)
     state = {k: v.double() if v.is_floating_point() else v for k, v in state.items()}
     y, _ = core(x, state, first)
-    allowed = dense_allowed(first, torch.zeros(2, memory, dtype=torch.bool))[:, :, memory:]
+    no_memory = torch.zeros(2, memory, dtype=torch.bool)
+    allowed = dense_allowed(first, no_memory, head_distances(kwargs))[:, :, memory:]
     for t in range(steps):
         # Random weights: a plain sum of a LayerNorm output has zero gradient.
         probe = torch.randn(y[:, t].shape, dtype=y.dtype)
@@ -107,8 +122,13 @@ def test_one_layer_output_depends_on_exactly_the_window(name):
         assert torch.equal(depends, allowed[:, t]), t
 
 
-def dense_reference(attn: RelativeWindowAttention, queries, keys, first, memory_mask):
-    """Transformer-XL's four-term score over the full [T, M+T] matrix, softmax, weighted sum."""
+def dense_reference(
+    attn: RelativeWindowAttention, queries, keys, first, memory_mask, global_keys=None
+):
+    """Transformer-XL's four-term score over the full [T, M+T] matrix, softmax, weighted sum.
+
+    With ``attn.dilations``, head h keeps only distances k * d_h (k <= w); ``global_keys``
+    [G, d] are extra keys every query sees with a content score only."""
     heads, kv_heads, e = attn.num_heads, attn.kv_heads, attn.head_dim
     batch, steps, _ = queries.shape
     memory = memory_mask.shape[1]
@@ -129,10 +149,63 @@ def dense_reference(attn: RelativeWindowAttention, queries, keys, first, memory_
     score = torch.einsum("bhte,bhse->bhts", q + u, k)
     score = score + torch.einsum("bhte,htse->bhts", q + pv, r_ij)
     score = score / math.sqrt(e)
-    allowed = dense_allowed(first, memory_mask)[:, None]
-    weights = torch.softmax(score.masked_fill(~allowed, float("-inf")), dim=-1)
+    allowed = dense_allowed(first, memory_mask)[:, None].expand(-1, heads, -1, -1)
+    if attn.dilations is not None:
+        per_head = torch.stack(
+            [(dist % d == 0) & (dist <= attn.dilated_window * d) for d in attn.dilations]
+        )  # [H, T, M+T]
+        allowed = allowed & per_head[None]
+    score = score.masked_fill(~allowed, float("-inf"))
+    if global_keys is not None:
+        kg, vg = attn.key_value(global_keys).view(-1, 2, kv_heads, e).unbind(1)
+        kg = kg.transpose(0, 1).repeat_interleave(heads // kv_heads, 0)  # [H, G, e]
+        vg = vg.transpose(0, 1).repeat_interleave(heads // kv_heads, 0)
+        score = torch.cat([score, torch.einsum("bhte,hge->bhtg", q + u, kg) / math.sqrt(e)], -1)
+        v = torch.cat([v, vg[None].expand(batch, -1, -1, -1)], dim=2)
+    weights = torch.softmax(score, dim=-1)
     out = torch.einsum("bhts,bhse->bthe", weights, v).reshape(batch, steps, heads * e)
     return attn.out(out)
+
+
+@pytest.mark.parametrize("kv_heads", [4, 1])
+@pytest.mark.parametrize("block", [1, 4, 50])
+def test_dilated_heads_and_global_keys_equal_dense_reference(block, kv_heads):
+    torch.manual_seed(block)
+    d, window, dilations, steps = 16, 3, (1, 1, 2, 4), 23
+    memory = window * max(dilations)
+    attn = RelativeWindowAttention(
+        d, 4, kv_heads, dilations=dilations, dilated_window=window
+    ).double()
+    for p in (attn.content_bias, attn.position_bias):
+        torch.nn.init.normal_(p)
+    first, memory_mask = random_episode(3, steps, memory, seed=block + 20)
+    queries = torch.randn(3, steps, d, dtype=torch.float64)
+    keys = torch.cat([torch.randn(3, memory, d, dtype=torch.float64), queries], 1)
+    global_keys = torch.randn(2, d, dtype=torch.float64)
+    window_ = EpisodeWindow.build(first, memory_mask, block)
+    for g in (None, global_keys):
+        want = dense_reference(attn, queries, keys, first, memory_mask, g)
+        torch.testing.assert_close(attn(queries, keys, window_, g), want, atol=1e-10, rtol=0)
+
+
+def test_local_xl_memory_covers_the_widest_dilated_window():
+    core = make_core("local_xl", input_dim=D_IN, window=5, dilations=(1, 1, 2, 4))
+    assert core.memory_len == 20 and core.state_spec()["memory"].shape[1] == 20
+    assert make_core("local_xl", input_dim=D_IN).dilations == (1, 1, 2, 4)
+    for bad, field in [
+        (dict(dilations=(1, 0, 1, 1)), "dilations"),
+        (dict(dilations=(1, 2)), "dilations"),
+        (dict(num_global=-1), "num_global"),
+    ]:
+        with pytest.raises(ValueError, match=field):
+            make_core("local_xl", input_dim=D_IN, **bad)
+
+
+def test_trxl_family_shares_u_and_v_across_layers():
+    for name in WINDOW_CORES:
+        core = make_core(name, input_dim=D_IN, **SMALL_CORE_KWARGS[name])
+        biases = {id(layer.attention.content_bias) for layer in core.layers}
+        assert len(biases) == 1, name
 
 
 @pytest.mark.parametrize("kv_heads", [4, 2, 1])

@@ -59,7 +59,9 @@ def build(name, dtype=torch.float64, **kwargs):
 def reference_attention(core, layer, u, first, state, ticks):
     """The paper's equations for one layer, step by step, written naively from the features.
 
-    ReLiT: C_t = ((1-beta)(1-gamma)^T) * C_{t-1} + v' k'^T;  a = C phi(q) / (s . phi(q) + eps).
+    ReLiT (projected_sigmoid): C_t = C * (1 - beta (x) gamma) + (v (x) phi(k)) * (beta (x) gamma),
+    s_t = s * (1 - gamma) + gamma phi(k); outer_decay: C_t = ((1-beta)(1-gamma)^T) * C + v' k'^T.
+    a = C phi(q) / (s . phi(q) + eps).
     AReLiT: per cosine j, kt_j and vt_j decay by (1-gamma), (1-beta) and add cos(w_j n) k', v';
     a = sum_j vt_j (kt_j . phi(q)) / (2 r s . phi(q) + eps).
     """
@@ -69,30 +71,48 @@ def reference_attention(core, layer, u, first, state, ticks):
     mem = {k: v[:, layer].clone() for k, v in state.items() if k != "tick"}
     for t in range(u.shape[1]):
         keep = (~first[:, t]).to(u.dtype).view(-1, 1, 1)
-        kd, vd = f["key_decay"][:, t] * keep, f["value_decay"][:, t] * keep
         k, v, q = f["key"][:, t], f["value"][:, t], f["query"][:, t]
-        mem["s"] = kd * mem["s"] + k
         if core.name == "relit":
-            decay = vd.unsqueeze(-1) * kd.unsqueeze(-2)
-            mem["C"] = decay * mem["C"] + v.unsqueeze(-1) * k.unsqueeze(-2)
+            beta, gamma = f["beta"][:, t], f["gamma"][:, t]
+            mem["s"] = (1 - gamma) * keep * mem["s"] + gamma * k
+            if core.update_rule == "projected_sigmoid":
+                write = beta.unsqueeze(-1) * gamma.unsqueeze(-2)
+                mem["C"] = mem["C"] * (1 - write) * keep.unsqueeze(-1) + write * (
+                    v.unsqueeze(-1) * k.unsqueeze(-2)
+                )
+            else:
+                decay = (1 - beta).unsqueeze(-1) * ((1 - gamma) * keep).unsqueeze(-2)
+                mem["C"] = decay * mem["C"] + (beta * v).unsqueeze(-1) * (gamma * k).unsqueeze(-2)
             num = (mem["C"] @ q.unsqueeze(-1)).squeeze(-1)
             den = (mem["s"] * q).sum(-1, keepdim=True) + core.eps
         else:
+            kd, vd = f["key_decay"][:, t] * keep, f["value_decay"][:, t] * keep
+            mem["s"] = kd * mem["s"] + k
             omegas = torch.linspace(-math.pi, math.pi, core.r, dtype=torch.float64)
             cos = torch.cos(omegas[None, :] * ticks[:, t, None]).to(u.dtype)  # [B, r]
             cos = cos[:, None, :, None]
-            mem["keys"] = kd.unsqueeze(2) * mem["keys"] + cos * k.unsqueeze(2)
-            mem["values"] = vd.unsqueeze(2) * mem["values"] + cos * v.unsqueeze(2)
-            scores = (mem["keys"] * q.unsqueeze(2)).sum(-1)  # [B, H, r]
-            num = (mem["values"] * scores.unsqueeze(-1)).sum(2)
+            keys = kd.unsqueeze(2) * core.expand_components(mem["keys"]) + cos * k.unsqueeze(2)
+            values = vd.unsqueeze(2) * core.expand_components(mem["values"]) + cos * v.unsqueeze(2)
+            scores = (keys * q.unsqueeze(2)).sum(-1)  # [B, H, r]
+            num = (values * scores.unsqueeze(-1)).sum(2)
             den = 2 * core.r * (mem["s"] * q).sum(-1, keepdim=True) + core.eps
+            # Only the distinct components are stored.
+            mem["keys"], mem["values"] = keys[:, :, core.distinct], values[:, :, core.distinct]
         outs.append(attention.project((num / den).flatten(1)))
     return torch.stack(outs, dim=1), mem
 
 
-@pytest.mark.parametrize("name", ["relit", "arelit"])
-def test_layer_follows_the_paper_equations(name):
-    core = build(name)
+@pytest.mark.parametrize(
+    "name,kwargs",
+    [
+        ("relit", {}),
+        ("relit", dict(update_rule="outer_decay")),
+        ("arelit", {}),
+    ],
+    ids=["relit", "relit-outer_decay", "arelit"],
+)
+def test_layer_follows_the_paper_equations(name, kwargs):
+    core = build(name, **kwargs)
     g = torch.Generator().manual_seed(11)
     steps = 13
     with torch.no_grad():
@@ -118,10 +138,10 @@ def test_layer_follows_the_paper_equations(name):
         torch.testing.assert_close(got_state[key], value, atol=1e-10, rtol=0)
 
 
-def state_numel(name, nu, d_head, r=2):
+def state_numel(name, nu, d_head, r=2, omegas="uniform"):
     kwargs = dict(SMALL, d_head=d_head, nu=nu)
     if name == "arelit":
-        kwargs["r"] = r
+        kwargs.update(r=r, omegas=omegas)
     core = make_core(name, input_dim=D_IN, **kwargs)
     return sum(math.prod(spec.shape) for spec in core.state_spec().values())
 
@@ -135,6 +155,9 @@ def test_arelit_state_grows_linearly_where_relit_grows_quadratically():
             arelit = state_numel("arelit", nu, d_head, r)
             assert relit == layers * heads * (d_head * features + features)
             assert arelit == layers * heads * (r * features + r * d_head + features) + 1
+    # The authors' frequencies at r = 2 give one distinct component, stored once.
+    relit_like = layers * heads * (features + d_head + features) + 1
+    assert state_numel("arelit", nu, d_head, r, omegas="authors") == relit_like
     # Doubling nu * d_head twice: ReLiT's memory grows ~ (nu d_h) * d_h, AReLiT's ~ nu d_h.
     relit_growth = state_numel("relit", 4, 16) / state_numel("relit", 1, 16)
     arelit_growth = state_numel("arelit", 4, 16) / state_numel("arelit", 1, 16)
@@ -198,12 +221,16 @@ def test_zero_query_features_give_finite_output(name):
     core = build(name, dtype=torch.float32)
     with torch.no_grad():
         for block in core.blocks:
-            # Make relu(p2) == 0 everywhere: phi(q) = 0, so s . phi(q) = 0 exactly.
-            p = block.attention.features.p123
+            # Make the nu-part of phi(q) zero everywhere: phi(q) = 0, so s . phi(q) = 0 exactly.
+            features = block.attention.features
             nu, heads = core.nu, core.num_heads
-            bias = p.bias.view(heads, 3, nu)
-            p.weight.view(heads, 3, nu, -1)[:, 1] = 0.0
-            bias[:, 1] = -1.0
+            if name == "relit":  # relu(B q + b_B) with B = 0, b_B = -1
+                features.second_weight[:, core.d_head :] = 0.0
+                features.second_bias[:, core.d_head :] = -1.0
+            else:  # relu(p2) with W_p2 = 0, b_p2 = -1
+                p = features.p123
+                p.weight.view(heads, 3, nu, -1)[:, 1] = 0.0
+                p.bias.view(heads, 3, nu)[:, 1] = -1.0
         y, state = core(torch.randn(2, 7, D_IN), None)
     assert torch.isfinite(y).all()
     assert all(torch.isfinite(v).all() for v in state.values())
@@ -216,3 +243,7 @@ def test_bad_hyperparameters_name_the_field():
         make_core("relit", input_dim=D_IN, nu=0)
     with pytest.raises(ValueError, match="eps must be"):
         make_core("relit", input_dim=D_IN, eps=0.0)
+    with pytest.raises(ValueError, match="update_rule must be one of"):
+        make_core("relit", input_dim=D_IN, update_rule="gated")
+    with pytest.raises(ValueError, match="omegas must be one of"):
+        make_core("arelit", input_dim=D_IN, omegas="random")

@@ -158,3 +158,77 @@ def test_shard_client_keeps_a_dead_shards_chunks_in_order_and_resends_them(local
     # The three kept chunks are stored (re-sent with allow_gap: the dropped one is a gap).
     assert ray.get(second.stats.remote())["steps"] == 12
     ray.kill(second, no_restart=True)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_remote_learner_keeps_training_after_a_shard_dies_mid_update(tmp_path, local_ray):
+    """num_learners=1: the learner samples the shards itself (prefetch in flight). A shard is
+    killed from another thread while ``train()`` runs, in its update phase (updates dominate the
+    iteration); the algorithm restores the shard, re-attaches the remote learner, and updates
+    go on in the iterations after."""
+    import threading
+    import time
+
+    config = r2d2_config(
+        env="memrl/TMaze-v0",
+        env_config=TMAZE,
+        core="gru",
+        core_kwargs={"hidden_size": 8},
+        model={"encoder_hiddens": [8]},
+        lr=1e-3,
+        r2d2={"gamma": 0.9, "n_step": 2, "target_update_period": 20},
+        replay={
+            "capacity": 2048,
+            "burn_in": 2,
+            "seq_len": 8,
+            "chunk_overlap": 4,
+            "rollout_fragment_length": 8,
+            "num_shards": 1,
+            "checkpoint_every_steps": 32,
+            "checkpoint_dir": str(tmp_path / "ft"),
+        },
+        batch_size=8,
+        learning_starts=32,
+        updates_per_iteration=64,
+        num_env_runners=0,
+        num_envs_per_env_runner=2,
+        num_learners=1,
+        num_gpus_per_learner=0,
+        seed=0,
+    )
+    algo = config.build_algo()
+    try:
+        assert not algo.learner_group.is_local
+        sup = algo.supervisor
+
+        def updates() -> int:
+            return int(algo._on_learners(lambda learner: learner.updates)[0])
+
+        for _ in range(30):
+            t0 = time.perf_counter()
+            algo.train()
+            took = time.perf_counter() - t0
+            sup.wait_checkpoints()
+            if updates() > 0 and sup.report(poll=False)[0]["checkpoints"] >= 1:
+                break
+        else:
+            pytest.fail(f"no updates with a checkpointed shard: {sup.report(poll=False)}")
+        before = updates()
+        victim = 0  # the one shard: the local env runner writes it, the learner samples it
+        killer = threading.Timer(
+            took * 0.5, lambda: ray.kill(sup.handles()[victim], no_restart=True)
+        )
+        killer.start()
+        algo.train()  # the kill lands in here
+        killer.join()
+        mid = updates()
+        for _ in range(3):
+            result = algo.train()
+        assert result["replay"]["restarts"] == 1
+        rows = sup.report()
+        assert rows[victim]["restarts"] == 1 and rows[victim]["incarnation"] == 1
+        assert updates() > mid >= before  # training went on after the restore
+        assert algo._on_learners(lambda learner: learner.replay_attached)[0]
+    finally:
+        algo.stop()

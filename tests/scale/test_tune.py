@@ -190,3 +190,73 @@ def test_interrupted_search_resumes_trials_from_their_checkpoints(tmp_path):
 
 def _metrics_lines(trial: Path) -> list[str]:
     return (trial / "runs" / "demo-gru" / "metrics.jsonl").read_text().splitlines()
+
+
+def _trial_statuses(experiment: Path) -> dict[str, str]:
+    """Trial dirname -> status, from Tune's newest experiment state file ({} before one)."""
+    states = sorted(experiment.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+    if not states:
+        return {}
+    try:
+        data = json.loads(states[-1].read_text())
+    except (OSError, ValueError):
+        return {}
+    out = {}
+    for item in data.get("trial_data", []):
+        text = json.dumps(item)
+        found = re.search(r"trial_(\d{3})", text)
+        status = re.search(r'\\?"status\\?": \\?"([A-Z]+)', text)
+        if found and status:
+            out[f"trial_{found.group(1)}"] = status.group(1)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_sigkilled_driver_resumes_without_losing_a_finished_trial(tmp_path):
+    """The driver and its Ray are SIGKILLed (no chance to save anything) once the first trial
+    has finished and Tune recorded it; ``--resume`` runs the rest and does not train the
+    finished trial again."""
+    spec = {
+        **SPEC,
+        "name": "killed",
+        "storage_path": str(tmp_path / "store"),
+        "overrides": {**SPEC["overrides"], "stop.iterations": 3},
+        "search": {"ppo.lr": {"grid_search": [0.003, 0.005]}},
+        "cores": None,
+        "scheduler": {"type": "fifo"},
+        "max_concurrent_trials": 1,
+    }
+    spec_file = tmp_path / "search.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+    experiment = tmp_path / "store" / "killed"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "memrl.tune", str(spec_file)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and driver.poll() is None:
+            if _trial_statuses(experiment).get("trial_000") == "TERMINATED":
+                break
+            time.sleep(0.5)
+        assert driver.poll() is None, "the search ended before it could be killed"
+        assert _trial_statuses(experiment).get("trial_000") == "TERMINATED"
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(30)
+    finally:
+        kill_session(driver)
+    finished = _metrics_lines(experiment / "trial_000")
+    assert [json.loads(x)["iteration"] for x in finished] == [1, 2, 3]
+
+    resumed = _tune(str(spec_file), "--resume", timeout=240)
+    output = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, output[-6000:]
+    assert _metrics_lines(experiment / "trial_000") == finished  # not trained again
+    assert _histories(experiment)["trial_001"][-1] == 3
+    assert "killed: episode_return_mean (max)" in output

@@ -1,0 +1,148 @@
+"""One cell's run and its result: the single place the suite calls memrl's training code.
+
+:func:`run_cell` trains the cell's config with ``memrl.train.train`` (one process at cpu
+scale: no remote env runners), then scores the final checkpoint greedily with
+``memrl.evaluate.evaluate`` over the task's ``eval_episodes`` (seed = training seed + 1000).
+A cell's *final return* is that greedy mean episode return; with ``eval_episodes: 0`` it is the
+last iteration's training return (RLlib's mean over recent episodes). *Env steps to threshold*
+is the env-step count of the first iteration whose training return mean reached the task's
+threshold; *env steps/s* is env steps over training time (evaluation excluded).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from rich.console import Console
+
+from memrl.repro.cells import Cell
+from memrl.repro.stats import first_crossing
+
+
+@dataclass
+class CellResult:
+    """What one cell leaves behind (written as JSON, read back on resume)."""
+
+    id: str
+    key: str
+    task: str
+    core: str
+    core_name: str
+    seq_len: int
+    seed: int
+    scale: str
+    status: Literal["ok", "failed"]
+    error: str | None = None
+    curve: list[tuple[int, float | None]] = field(default_factory=list)  # (env steps, return)
+    iterations: int = 0
+    env_steps: int = 0
+    train_time_s: float = 0.0
+    wall_time_s: float = 0.0
+    env_steps_per_s: float | None = None
+    final_train_return: float | None = None
+    evaluation: dict[str, Any] | None = None  # memrl.evaluate's summary of the greedy episodes
+    final_return: float | None = None
+    success_rate: float | None = None
+    steps_to_threshold: int | None = None
+    run_dir: str | None = None
+    checkpoint: str | None = None
+
+    @classmethod
+    def from_run(
+        cls, cell: Cell, *, curve: list[tuple[int, float | None]], iterations: int,
+        env_steps: int, train_time_s: float, wall_time_s: float,
+        evaluation: dict[str, Any] | None = None, run_dir: str | None = None,
+        checkpoint: str | None = None,
+    ) -> CellResult:  # fmt: skip
+        """A finished cell; the derived numbers computed by the module docstring's rules."""
+        curve = [(int(s), None if v is None or math.isnan(v) else float(v)) for s, v in curve]
+        reported = [v for _, v in curve if v is not None]
+        last = reported[-1] if reported else None
+        final = evaluation["return_mean"] if evaluation else last
+        return cls(
+            **_identity(cell),
+            status="ok",
+            curve=curve,
+            iterations=iterations,
+            env_steps=env_steps,
+            train_time_s=train_time_s,
+            wall_time_s=wall_time_s,
+            env_steps_per_s=env_steps / train_time_s if train_time_s > 0 else None,
+            final_train_return=last,
+            evaluation=evaluation,
+            final_return=final,
+            success_rate=evaluation.get("success_rate") if evaluation else None,
+            steps_to_threshold=first_crossing(curve, cell.threshold),
+            run_dir=run_dir,
+            checkpoint=checkpoint,
+        )
+
+    @classmethod
+    def failed(cls, cell: Cell, error: str, wall_time_s: float = 0.0) -> CellResult:
+        return cls(**_identity(cell), status="failed", error=error, wall_time_s=wall_time_s)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CellResult:
+        data = dict(data)
+        data["curve"] = [tuple(p) for p in data.get("curve", [])]
+        return cls(**data)
+
+    def save(self, folder: Path, filename: str) -> Path:
+        """Write atomically (a killed run leaves no half-written cell)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / filename
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1))
+        tmp.replace(path)
+        return path
+
+
+def _identity(cell: Cell) -> dict[str, Any]:
+    return dict(
+        id=cell.id, key=cell.key, task=cell.task, core=cell.core, core_name=cell.core_name,
+        seq_len=cell.seq_len, seed=cell.seed, scale=cell.scale,
+    )  # fmt: skip
+
+
+def _train(cfg: Any, console: Console) -> Any:
+    """The training call (memrl.train.train); relink here when train.py's API moves."""
+    from memrl.train import train
+
+    return train(cfg, console=console)
+
+
+def run_cell(cell: Cell) -> CellResult:
+    """Train and evaluate one cell (see the module docstring). Errors propagate."""
+    from memrl.evaluate import evaluate
+
+    start = time.perf_counter()
+    cfg = cell.train_config()
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    with (cfg.run_dir / "progress.log").open("w") as stream:  # the cell's progress lines
+        result = _train(cfg, Console(file=stream, soft_wrap=True, width=200))
+    evaluation = None
+    if cell.eval_episodes > 0:
+        if result.checkpoint is None:
+            raise RuntimeError(f"{cell.id}: training wrote no checkpoint to evaluate")
+        report = evaluate(result.checkpoint, cell.eval_episodes)
+        evaluation = report.summary()
+    return CellResult.from_run(
+        cell,
+        curve=[(m.env_steps, m.episode_return_mean) for m in result.history],
+        iterations=result.iterations,
+        env_steps=result.env_steps,
+        train_time_s=result.time_s,
+        wall_time_s=time.perf_counter() - start,
+        evaluation=evaluation,
+        run_dir=str(result.run_dir),
+        checkpoint=str(result.checkpoint) if result.checkpoint else None,
+    )

@@ -77,12 +77,7 @@ def test_core_learns_beyond_its_training_sequence(ray_local, core: str) -> None:
 
 def test_memoryless_baseline_stays_at_chance(ray_local) -> None:
     run = train_tmaze(
-        "mlp",
-        dict(hidden_size=32),
-        corridor_len=4,
-        max_seq_len=8,
-        lr=3e-3,
-        max_iters=20,
+        "mlp", dict(hidden_size=32), corridor_len=4, max_seq_len=8, lr=3e-3, max_iters=20,
         stop_at=None,
     )
     # Chance is 0.5; 200 episodes give a standard error of 0.035.

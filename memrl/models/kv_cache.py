@@ -106,43 +106,55 @@ def _positions(core: WindowCore, version: int) -> list[Tensor]:
     return out
 
 
+def _grouped(x: Tensor, group: int) -> Tensor:
+    """[B, kv_heads, S, e] -> [B, kv_heads * group, S, e] (query head h uses K/V head h // group);
+    a view when ``kv_heads == 1``."""
+    if group == 1:
+        return x
+    batch, kv_heads, slots, dim = x.shape
+    return x[:, :, None].expand(-1, -1, group, -1, -1).reshape(batch, kv_heads * group, slots, dim)
+
+
 def _attend(
     att: RelativeWindowAttention,
     query_in: Tensor,
-    keys: Tensor,
-    values: Tensor,
+    cached: tuple[Tensor, Tensor],
+    new: tuple[Tensor, Tensor],
     position: Tensor,
     allowed: Tensor,
     global_keys: Tensor | None,
 ) -> Tensor:
-    """One query per row against its slots. query_in [B, 1, d]; keys/values
-    [B, kv_heads, M+1, e] (slots, the new step last); position [H, M+1, e]; allowed [B, M+1]."""
+    """One query per row against its slots. query_in [B, 1, d]; ``cached`` keys/values
+    [B, kv_heads, M, e] of the memory slots and ``new`` [B, kv_heads, 1, e] of the step itself
+    (scored apart: no [M+1] copy of the cache); position [H, M+1, e]; allowed [B, M+1]."""
     batch = query_in.shape[0]
-    heads, head_dim, memory = att.num_heads, att.head_dim, keys.shape[2] - 1
+    heads, head_dim, memory = att.num_heads, att.head_dim, cached[0].shape[2]
     q = att.query(query_in).view(batch, heads, 1, head_dim)
     group = heads // att.kv_heads
-    if group > 1:
-        keys = keys.repeat_interleave(group, dim=1)
-        values = values.repeat_interleave(group, dim=1)
+    keys_m, values_m = (_grouped(x.to(q.dtype), group) for x in cached)
+    keys_n, values_n = (_grouped(x, group) for x in new)
     scale = 1.0 / math.sqrt(head_dim)
-    content = (q + att.content_bias[:, None]) @ keys.transpose(-1, -2)  # [B, H, 1, M+1]
+    content_q = q + att.content_bias[:, None]
+    content = torch.cat(
+        [content_q @ keys_m.transpose(-1, -2), content_q @ keys_n.transpose(-1, -2)], dim=-1
+    )  # [B, H, 1, M+1]
     relative = (q + att.position_bias[:, None]) @ position.transpose(-1, -2)[None]
     logits = (content + relative) * scale
     mask = allowed[:, None, None, :]
-    distance = torch.arange(memory, -1, -1, device=keys.device)
+    distance = torch.arange(memory, -1, -1, device=q.device)
     heads_allowed = att.head_mask(distance)  # [H, M+1] (dilated windows) or None
     if heads_allowed is not None:
         mask = mask & heads_allowed[None, :, None, :]
     logits = logits.masked_fill(~mask, float("-inf"))
+    values_g = None
     if global_keys is not None:
-        kg, vg = _project_kv(att, global_keys[None].to(q.dtype))  # [1, kv_heads, G, e]
-        if group > 1:
-            kg, vg = kg.repeat_interleave(group, dim=1), vg.repeat_interleave(group, dim=1)
-        logits = torch.cat(
-            [logits, ((q + att.content_bias[:, None]) @ kg.transpose(-1, -2)) * scale], dim=-1
-        )
-        values = torch.cat([values, vg.expand(batch, -1, -1, -1)], dim=2)
-    out = torch.softmax(logits, dim=-1) @ values  # [B, H, 1, e]
+        kg, vg = (_grouped(x, group) for x in _project_kv(att, global_keys[None].to(q.dtype)))
+        logits = torch.cat([logits, (content_q @ kg.transpose(-1, -2)) * scale], dim=-1)
+        values_g = vg
+    weights = torch.softmax(logits, dim=-1)
+    out = weights[..., :memory] @ values_m + weights[..., memory : memory + 1] * values_n
+    if values_g is not None:
+        out = out + weights[..., memory + 1 :] @ values_g
     return att.out(out.transpose(1, 2).reshape(batch, 1, heads * head_dim))
 
 
@@ -172,7 +184,7 @@ def act(
     if x.dim() != 3 or x.shape[1] != 1:
         raise ValueError(f"act takes one step, x [B, 1, input_dim]; got {tuple(x.shape)}")
     state, first = core._checked_inputs(x, state, first)
-    batch, memory_len = x.shape[0], core.memory_len
+    batch = x.shape[0]
     memory = state["memory"]
     cache = empty_cache(core, batch, x.device) if cache is None else cache
     version = weights_version(core)
@@ -195,30 +207,36 @@ def act(
     h = core.input_proj(x)
     if core.embedding_relu:
         h = F.relu(h)
-    inputs, next_keys, next_values = [], [], []
+    # The window slides by one slot: each shifted tensor is written once, the new step last.
+    next_keys, next_values = torch.empty_like(keys_cache), torch.empty_like(values_cache)
+    next_keys[:, :, :, :-1], next_values[:, :, :, :-1] = (
+        keys_cache[..., 1:, :],
+        values_cache[..., 1:, :],
+    )
+    next_memory = torch.empty_like(memory)
+    next_memory[:, :, :-1] = memory[:, :, 1:]
     for index, layer in enumerate(core.layers):
         kind = _kind(layer)
-        inputs.append(h)
+        next_memory[:, index, -1] = h[:, 0].to(memory.dtype)
         att = layer.attention
         normed = _pre(layer)(h)
         k_new, v_new = _project_kv(att, normed)
-        keys = torch.cat([keys_cache[:, index].to(k_new.dtype), k_new], dim=2)
-        values = torch.cat([values_cache[:, index].to(v_new.dtype), v_new], dim=2)
+        next_keys[:, index, :, -1:], next_values[:, index, :, -1:] = k_new, v_new
         global_keys = None
         if kind == "local_xl" and layer.global_tokens is not None:
             global_keys = layer.attention_norm(layer.global_tokens.to(h.dtype))
-        attended = _attend(att, normed, keys, values, positions[index], allowed, global_keys)
+        cached = (keys_cache[:, index], values_cache[:, index])
+        attended = _attend(
+            att, normed, cached, (k_new, v_new), positions[index], allowed, global_keys
+        )
         h = _after_attention(layer, kind, h, attended)
-        next_keys.append(keys[:, :, 1:])
-        next_values.append(values[:, :, 1:])
-    layer_inputs = torch.stack(inputs, dim=2)  # [B, 1, layers, d]
 
     mask = allowed[:, 1:]  # after the step: the last M keys, all of this episode
-    stacked = torch.cat([memory, layer_inputs.transpose(1, 2).to(memory.dtype)], dim=2)
-    next_memory = torch.where(mask[:, None, :, None], stacked[:, :, -memory_len:], 0.0)
+    if bool(start.any()):  # slots of the episode that ended are zero, as the uncached state
+        next_memory[start, :, :-1] = 0.0
     next_cache = {
-        "kv_keys": torch.stack(next_keys, 1).to(keys_cache.dtype),
-        "kv_values": torch.stack(next_values, 1).to(values_cache.dtype),
+        "kv_keys": next_keys,
+        "kv_values": next_values,
         "kv_version": torch.full_like(cache["kv_version"], version),
     }
     return core.out_norm(h), {"memory": next_memory, "memory_mask": mask}, next_cache

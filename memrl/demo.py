@@ -20,8 +20,9 @@ from rich.table import Table
 
 from memrl.config import ConfigError, load_config
 from memrl.evaluate import EvalReport, evaluate
-from memrl.progress import read_metrics
-from memrl.train import TrainResult, init_ray, setup_logging, train
+from memrl.loop import TrainResult, train
+from memrl.progress import read_metrics, setup_logging
+from memrl.resources import init_ray
 
 DEMO_CONFIGS = ("demo/gtrxl", "demo/gru")
 PLOT_PATH = Path("results/demo/learning_curves.png")

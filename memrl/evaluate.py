@@ -32,56 +32,35 @@ from rich.console import Console
 
 from memrl import checkpoints, eval_policies  # issue 13: eval_policies
 from memrl import video as memrl_video  # issue 13
-from memrl.config import ConfigError, EvaluationConfig, config_from_dict, resolve_env_id
+from memrl.config import ConfigError, EvaluationConfig, config_from_dict
+from memrl.envs import resolve_env_id
 
-# Two-sided 95% Student-t quantiles t_{0.975, df} for small df (standard table values).
-_T975 = {
-    1: 12.7062, 2: 4.3027, 3: 3.1824, 4: 2.7764, 5: 2.5706, 6: 2.4469, 7: 2.3646, 8: 2.3060,
-    9: 2.2622, 10: 2.2281, 11: 2.2010, 12: 2.1788, 13: 2.1604, 14: 2.1448, 15: 2.1314,
-    16: 2.1199, 17: 2.1098, 18: 2.1009, 19: 2.0930, 20: 2.0860, 21: 2.0796, 22: 2.0739,
-    23: 2.0687, 24: 2.0639, 25: 2.0595, 26: 2.0555, 27: 2.0518, 28: 2.0484, 29: 2.0452,
-    30: 2.0423,
-}  # fmt: skip
 
 
 def t_quantile(p: float, df: int) -> float:
-    """Quantile ``p`` of Student's t with ``df`` degrees of freedom.
+    """Quantile ``p`` of Student's t with ``df`` degrees of freedom (scipy's ``t.ppf``).
 
-    Exact for df 1 and 2 (closed forms), a table for p=0.975 and df <= 30, otherwise the
-    Cornish-Fisher expansion around the normal quantile (relative error < 1e-3 for
-    p = 0.975 and df > 30, < 1% for p <= 0.995 and df >= 3).
     Raises ValueError for p outside (0, 1) or df < 1.
     """
+    from scipy.stats import t
+
     if not 0 < p < 1 or df < 1:
         raise ValueError(f"need 0 < p < 1 and df >= 1, got p={p}, df={df}")
-    if df == 1:
-        return math.tan(math.pi * (p - 0.5))
-    if df == 2:
-        return (2 * p - 1) / math.sqrt(2 * p * (1 - p))
-    if abs(p - 0.975) < 1e-12 and df in _T975:
-        return _T975[df]
-    z = statistics.NormalDist().inv_cdf(p)
-    g1 = (z**3 + z) / 4
-    g2 = (5 * z**5 + 16 * z**3 + 3 * z) / 96
-    g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384
-    g4 = (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / 92160
-    return z + g1 / df + g2 / df**2 + g3 / df**3 + g4 / df**4
+    return float(t.ppf(p, df))
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion ``successes / n``.
+    """Wilson score interval for a binomial proportion ``successes / n`` (scipy's
+    ``binomtest(...).proportion_ci(method="wilson")``).
 
-    center = (p + z^2/2n) / (1 + z^2/n); half = z / (1 + z^2/n) * sqrt(p(1-p)/n + z^2/4n^2).
     Raises ValueError unless 0 <= successes <= n and n >= 1.
     """
+    from scipy.stats import binomtest
+
     if n < 1 or not 0 <= successes <= n:
         raise ValueError(f"need n >= 1 and 0 <= successes <= n, got {successes}/{n}")
-    z = statistics.NormalDist().inv_cdf(0.5 + confidence / 2)
-    p = successes / n
-    denom = 1 + z * z / n
-    center = (p + z * z / (2 * n)) / denom
-    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, center - half), min(1.0, center + half)
+    ci = binomtest(successes, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return max(0.0, float(ci.low)), min(1.0, float(ci.high))
 
 
 def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
@@ -178,7 +157,7 @@ def evaluate(
     that fails verification (before anything is unpickled), VideoError for a video that cannot
     be recorded.
     """
-    from memrl.train import check_env
+    from memrl.session import check_env
 
     path = checkpoints.find_verified(checkpoint)  # issue 13: verified before any unpickling
     cfg = config_from_dict(

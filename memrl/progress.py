@@ -7,6 +7,7 @@ flattens it to ``"env_runners/episode_return_mean"`` keys and picks the handful 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import numbers
 from collections.abc import Mapping
@@ -189,3 +190,20 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """Send memrl's log records to a rich handler of their own.
+
+    Not via the root logger: optional env packages (absl, through dm_control) install a root
+    handler that drops INFO records, and basicConfig does nothing once one exists.
+    """
+    logger = logging.getLogger("memrl")
+    logger.setLevel(level)
+    if not any(getattr(h, "_memrl", False) for h in logger.handlers):
+        from rich.logging import RichHandler
+
+        handler = RichHandler(show_path=False)
+        handler._memrl = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.propagate = False

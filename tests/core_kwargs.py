@@ -6,6 +6,8 @@ dilation = 6 steps, with a dilated head and global tokens), the block-recurrent 
 does not divide the sequence length.
 """
 
+from memrl.models import cores_with_state, stateful_cores
+
 SMALL_CORE_KWARGS: dict[str, dict] = {
     "gru": dict(hidden_size=16, num_layers=2),
     "lstm": dict(hidden_size=16, num_layers=2),
@@ -17,6 +19,7 @@ SMALL_CORE_KWARGS: dict[str, dict] = {
     "local_xl": dict(
         d_model=16, num_layers=2, num_heads=2, window=3, dilations=(1, 2), num_global=2, d_ff=32
     ),
+    "mlp": dict(hidden_size=16, num_layers=2),
 }
 
 # Extra variants that must pass the same contract (multi-query attention).
@@ -25,3 +28,7 @@ VARIANTS: list[tuple[str, dict]] = [
     ("gtrxl", dict(SMALL_CORE_KWARGS["gtrxl"], kv_heads=1)),
     ("local_xl", dict(SMALL_CORE_KWARGS["local_xl"], kv_heads=1)),
 ]
+
+# Derived from the registry, so a new core joins the tests that fit its state.
+WINDOW_CORES: tuple[str, ...] = cores_with_state("window")
+STATEFUL_CORES: tuple[str, ...] = stateful_cores()

@@ -19,9 +19,9 @@ from memrl.config import (
     list_configs,
     load_config,
     resolve_config_path,
-    resolve_resources,
 )
 from memrl.models import core_class
+from memrl.resources import resolve_resources
 
 SHIPPED = list_configs()
 
@@ -60,8 +60,7 @@ def test_every_shipped_config_validates(name):
     assert cfg.name and cfg.seed is not None and cfg.output_dir
     stop = cfg.stop
     assert stop.iterations or stop.timesteps or stop.time_s
-    if cfg.model.core != "mlp":
-        assert set(cfg.model.core_kwargs) <= set(core_class(cfg.model.core).hyperparameters())
+    assert set(cfg.model.core_kwargs) <= set(core_class(cfg.model.core).hyperparameters())
     # Each file says where its numbers come from.
     text = resolve_config_path(name).read_text()
     assert text.lstrip().startswith("#"), f"{name} has no source comment"
@@ -101,7 +100,7 @@ def test_overrides_are_yaml_typed():
     )
     assert cfg.ppo.lr == pytest.approx(1e-3)
     assert cfg.ppo.grad_clip is None
-    assert cfg.model.network["encoder_hiddens"] == [32, 32]
+    assert cfg.model.network.encoder_hiddens == (32, 32)
     assert cfg.seed == 7 and cfg.name == "other"
     assert cfg.resources.num_env_runners == 0
 
@@ -164,7 +163,7 @@ def test_unknown_env_lists_close_ids():
 
 def test_short_env_name_resolves_with_the_memrl_prefix():
     cfg = load_config("tmaze/gru", ["task.env_name=TMaze-v0"])
-    from memrl.config import resolve_env_id
+    from memrl.envs import resolve_env_id
 
     assert resolve_env_id(cfg.task.env_name) == "memrl/TMaze-v0"
 
@@ -177,7 +176,7 @@ def test_short_env_name_resolves_with_the_memrl_prefix():
         ("algo=r2d3", "algo", "'ppo'"),
         ("logging.level=LOUD", "logging.level", "'INFO'"),
         ("resources.num_env_runners=some", "resources.num_env_runners", "'auto'"),
-        ("model.network.activation=swish", "model.network", "relu"),
+        ("model.network.activation=swish", "model.network.activation", "relu"),
     ],
 )
 def test_wrong_types_name_the_key_and_what_is_allowed(override, key, words):

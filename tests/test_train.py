@@ -1,50 +1,36 @@
 """``memrl train`` end to end on a tiny T-Maze: logs, checkpoints, resume (local Ray, 2 CPUs).
 
 One Ray instance serves the whole module (train() reuses a running Ray), and one short run is
-shared by the tests here and in test_evaluate.py.
+shared by the tests here, ``memrl eval`` of its checkpoint included.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
+from tiny import TINY_RUN
 
 from memrl import checkpoints
 from memrl.config import load_config
+from memrl.evaluate import main as eval_main
 from memrl.progress import read_metrics
-from memrl.train import build_algorithm, main
+from memrl.session import build_algorithm
+from memrl.train import main
 
 # A two-iteration smoke run of the shipped tmaze/gru config, shrunk to run in seconds.
 TINY = [
-    "task.corridor_len=4",
-    "model.core_kwargs.hidden_size=16",
-    "model.max_seq_len=16",
-    "model.network.encoder_hiddens=[16]",
-    "ppo.train_batch_size_per_learner=128",
-    "ppo.minibatch_size=64",
-    "ppo.num_epochs=1",
+    *TINY_RUN,
     "resources.num_env_runners=0",
-    "resources.num_envs_per_env_runner=2",
     "checkpoint.every=1",
     "checkpoint.keep=2",
 ]
 
 
-@pytest.fixture(scope="session")
-def ray_session():
-    ray = pytest.importorskip("ray")
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False)
-    yield
-    if started:
-        ray.shutdown()
-
-
-@pytest.fixture(scope="session")
-def trained_run(ray_session, tmp_path_factory) -> Path:
+@pytest.fixture(scope="module")
+def trained_run(ray_local, tmp_path_factory) -> Path:
     """Output dir of ``memrl train tmaze/gru stop.iterations=2 ...`` (tiny)."""
     out = tmp_path_factory.mktemp("train")
     code = main(["tmaze/gru", "stop.iterations=2", f"output_dir={out}", *TINY])
@@ -87,7 +73,7 @@ def _module_weights(algo) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-def test_resume_continues_iteration_and_weights(trained_run, ray_session):
+def test_resume_continues_iteration_and_weights(trained_run, ray_local):
     ckpt = checkpoints.find(trained_run / "checkpoints" / "tmaze-gru")
 
     # The restored weights are the saved ones (and differ from a fresh initialisation).
@@ -136,3 +122,23 @@ def test_bad_config_fails_before_ray(tmp_path, capsys):
 def test_resume_from_a_missing_path_is_an_error(tmp_path, capsys):
     assert main(["--resume", str(tmp_path / "nothing")]) == 2
     assert "no memrl checkpoint" in capsys.readouterr().out
+
+
+def test_eval_of_a_trained_checkpoint_prints_success_and_return(trained_run, capsys):
+    ckpt_root = trained_run / "checkpoints" / "tmaze-gru"
+    assert eval_main([str(ckpt_root), "--episodes", "12"]) == 0
+    out = capsys.readouterr().out
+    assert "episodes: 12" in out and "greedy" in out
+    assert "return:" in out and "95% CI" in out
+    assert "success:" in out and "95% Wilson CI" in out
+
+    assert eval_main([str(ckpt_root), "--episodes", "8", "--explore", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["episodes"] == 8 and report["explore"] is True
+    assert 0.0 <= report["success_rate"] <= 1.0
+    low, high = report["success_ci95"]
+    assert low <= report["success_rate"] <= high
+    rlow, rhigh = report["return_ci95"]
+    assert rlow <= report["return_mean"] <= rhigh
+    # T-Maze returns are bounded: +4 at best, and at least -0.1 per step before -1 or a cut-off
+    assert report["return_mean"] <= 4.0

@@ -33,7 +33,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from memrl.bench.report import write_report
-from memrl.models import CORES, MASK_SUFFIX, MemoryCore, core_class
+from memrl.models import CORES, MASK_SUFFIX, MemoryCore, core_class, stateful_cores
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ DEFAULT_CONTEXTS = (64, 128, 256, 512, 1024)
 KV_SUFFIX = "+kv"
 KV_CORES = ("trxl", "gtrxl", "local_xl")
 ALL_NAMES = (*CORES, *(c + KV_SUFFIX for c in KV_CORES))
-DEFAULT_CORES = (*CORES, "gtrxl" + KV_SUFFIX)
+DEFAULT_CORES = (*stateful_cores(), "gtrxl" + KV_SUFFIX)
 # The ReLiT paper's claims against GTrXL (abstract of arXiv 2310.15719).
 RELIT_LATENCY_CLAIM = 0.6  # AReLiT step cost / GTrXL step cost at most this ("40% cheaper")
 RELIT_MEMORY_CLAIM = 0.5  # AReLiT state / GTrXL state below this ("more than 50% less")
@@ -103,8 +103,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--cores",
         type=_argparse_type(parse_cores),
         default=list(DEFAULT_CORES),
-        help=f"comma-separated cores (default {','.join(DEFAULT_CORES)}; a window core "
-        f"with {KV_SUFFIX!r} acts with its K/V cache)",
+        help=f"comma-separated cores (default: every core with state, and {KV_SUFFIX!r} rows "
+        f"{', '.join(c for c in DEFAULT_CORES if c.endswith(KV_SUFFIX))}; a window core with "
+        f"{KV_SUFFIX!r} acts with its K/V cache)",
     )
     parser.add_argument(
         "--contexts",

@@ -101,7 +101,7 @@ def parse_configs(text: str) -> list[str]:
     ``--cores`` and the valid names otherwise."""
     from memrl.models import CORES
 
-    valid = [RLLIB_LSTM, *CORES, "mlp"]
+    valid = [RLLIB_LSTM, *dict.fromkeys([*CORES, "mlp"])]
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in valid]
     if not names or unknown:
@@ -236,16 +236,13 @@ class Settings:
 def memrl_core_kwargs(core: str, settings: Settings) -> dict[str, Any]:
     """Width (all), depth (cores whose width is ``d_model``; the RNNs keep one layer) and window
     of ``core`` under its own names, then the ``--core-kwargs`` overrides."""
-    if core == "mlp":
-        kwargs: dict[str, Any] = {"hidden_size": settings.d_model}
-    else:
-        from memrl.models import core_class
+    from memrl.models import core_class
 
-        params = core_class(core).hyperparameters()
-        kwargs = {n: settings.d_model for n in WIDTH_ARGS if n in params}
-        if "d_model" in params and "num_layers" in params:
-            kwargs["num_layers"] = settings.num_layers
-        kwargs.update({n: settings.memory_len for n in CONTEXT_ARGS if n in params})
+    params = core_class(core).hyperparameters()
+    kwargs: dict[str, Any] = {n: settings.d_model for n in WIDTH_ARGS if n in params}
+    if "d_model" in params and "num_layers" in params:
+        kwargs["num_layers"] = settings.num_layers
+    kwargs.update({n: settings.memory_len for n in CONTEXT_ARGS if n in params})
     kwargs.update(settings.core_kwargs.get(core, {}))
     return kwargs
 

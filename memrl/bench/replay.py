@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from memrl.bench.report import write_report
-from memrl.models import CORES, make_core
+from memrl.models import make_core, stateful_cores
 from memrl.models.base import StateSpec
 from memrl.replay import Chunk, ChunkConfig, ReplayConfig, ReplayShard
 from memrl.replay.codec import STORAGE_NUMPY_DTYPE
@@ -56,7 +56,9 @@ COLUMNS = [
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``memrl bench replay`` (``--out`` is added by the CLI)."""
-    parser.add_argument("--cores", nargs="*", default=list(CORES), help="cores to measure")
+    parser.add_argument(
+        "--cores", nargs="*", default=list(stateful_cores()), help="cores to measure"
+    )
     parser.add_argument("--obs-dim", type=int, default=64, help="float32 observation size")
     parser.add_argument("--capacity", type=int, default=2**15, help="steps per shard (at most)")
     parser.add_argument(
@@ -226,7 +228,7 @@ def measure_learner_idle(spec: dict[str, StateSpec], args: argparse.Namespace) -
     """Fill ``--shards`` Ray shard actors, then time a simulated learner pulling batches."""
     import ray
 
-    from memrl.replay.distributed import PrefetchSampler, ReplayWriter, create_shards
+    from memrl.replay.distributed import PrefetchSampler, create_shards, replay_writer
 
     started_ray = not ray.is_initialized()
     if started_ray:
@@ -241,7 +243,7 @@ def measure_learner_idle(spec: dict[str, StateSpec], args: argparse.Namespace) -
         )
         shards = create_shards(args.shards, config, spec, num_cpus=0)
         chunks = _chunks(spec, args, config.max_streams * args.shards)
-        writers = [ReplayWriter(shards, w, max_in_flight=8) for w in range(args.shards)]
+        writers = [replay_writer(shards, w, max_in_flight=8) for w in range(args.shards)]
         for _ in range(config.capacity // ChunkConfig().stride):
             chunk = next(chunks)
             writers[chunk.stream % args.shards].add([chunk])

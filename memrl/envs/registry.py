@@ -155,3 +155,25 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
         if bad:
             raise ValueError(f"env {env_id!r} got unknown kwarg(s) {bad}; valid: {valid}")
     return gym.make(env_id, **kwargs)
+
+
+def resolve_env_id(env_name: str) -> str:
+    """The registered gymnasium id for ``env_name``, as given or with the ``memrl/`` prefix.
+
+    Raises ValueError naming ``task.env_name`` and listing the closest registered ids.
+    """
+    register_all()
+    for candidate in (env_name, f"memrl/{env_name}"):
+        if candidate in gym.registry:
+            return candidate
+    known = sorted(gym.registry)
+    close = difflib.get_close_matches(env_name, known, n=5, cutoff=0.5)
+    close += [
+        k for k in difflib.get_close_matches(f"memrl/{env_name}", known, n=3) if k not in close
+    ]
+    ours = [k for k in known if k.startswith("memrl/")]
+    popgym = sum(k.startswith("popgym-") for k in known)
+    raise ValueError(
+        f"task.env_name: unknown env {env_name!r}; closest: {close or 'none'}; "
+        f"memrl ids: {ours} (plus {popgym} popgym-* ids and any other gymnasium id)"
+    )

@@ -7,25 +7,29 @@ from typing import Any
 
 import numpy as np
 
+from memrl.config.replay import ReplaySection
+
 STATE_STORAGES = ("float32", "bfloat16", "float16")
+# The replay section's defaults are the shard's: one place for each number.
+_SECTION = ReplaySection()
 
 
 @dataclass(frozen=True)
 class ReplayConfig:
     """Everything a shard needs besides the core's state spec. Validated on construction.
 
-    The defaults follow R2D2 (Kapturowski et al. 2019, table 2): sequences of 80 steps after a
-    burn-in of 40, priority exponent 0.9, importance-sampling exponent 0.6, eta 0.9.
+    The defaults are the ``replay`` config section's (:class:`memrl.config.ReplaySection`,
+    following R2D2, Kapturowski et al. 2019, table 2).
     """
 
-    capacity: int = 2**17
+    capacity: int = _SECTION.capacity
     """Steps one shard holds (all streams together); split evenly into ``max_streams`` lanes."""
     max_streams: int = 16
     """Streams (one per env of a writer) a shard holds at once; a new stream beyond that evicts
     the least recently written one."""
-    burn_in: int = 40
+    burn_in: int = _SECTION.burn_in
     """Steps at the head of each sampled sequence used only to warm the state up."""
-    seq_len: int = 80
+    seq_len: int = _SECTION.seq_len
     """Training steps after the burn-in; a sample holds ``burn_in + seq_len`` steps."""
     obs_shape: tuple[int, ...] = (1,)
     """Shape of one observation."""
@@ -35,15 +39,15 @@ class ReplayConfig:
     """Shape of one action (``()`` for a discrete action)."""
     action_dtype: str = "int64"
     """numpy dtype name of actions."""
-    state_storage: str = "float32"
+    state_storage: str = _SECTION.state_storage
     """How state values and slices are stored: ``float32``, ``bfloat16`` or ``float16``."""
-    prioritized: bool = True
+    prioritized: bool = _SECTION.prioritized
     """Sample proportionally to priority (True) or uniformly over valid starts (False)."""
-    alpha: float = 0.9
+    alpha: float = _SECTION.alpha
     """Priority exponent: sampling probability is proportional to ``priority ** alpha``."""
-    beta: float = 0.6
+    beta: float = _SECTION.beta
     """Importance-sampling exponent of the returned weights."""
-    eta: float = 0.9
+    eta: float = _SECTION.eta
     """Sequence priority mix: ``eta * max|delta| + (1 - eta) * mean|delta|``."""
     min_priority: float = 1e-6
     """Floor on a priority, so that a valid start never becomes unsampleable."""
@@ -131,8 +135,8 @@ class ChunkConfig:
     transport only; any stored step can start a sequence.
     """
 
-    length: int = 80
-    overlap: int = 40
+    length: int = _SECTION.seq_len
+    overlap: int = _SECTION.chunk_overlap
 
     def __post_init__(self) -> None:
         if not isinstance(self.length, int) or self.length <= 0:

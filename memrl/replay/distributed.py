@@ -1,8 +1,8 @@
 """Replay shards as Ray actors: writers route chunks, the learner samples with prefetching.
 
 * ``create_shards`` starts ``N`` ``ReplayShard`` actors.
-* ``ReplayWriter`` (one per env runner) sends chunks to shard ``writer_id % N`` with a bounded
-  number of unacknowledged sends.
+* ``replay_writer`` (one per env runner) gives the :class:`ShardWriter` that sends chunks to
+  shard ``writer_id % N`` with a bounded number of unacknowledged sends.
 * ``PrefetchSampler`` (in the learner) keeps ``prefetch`` sample rounds in flight, each asking
   every shard for its share of the batch in parallel, so sampling overlaps the learner update;
   it computes importance weights over all shards and routes priority updates back.
@@ -24,9 +24,10 @@ import ray
 from ray.exceptions import RayActorError
 
 from memrl.models.base import StateSpec
-from memrl.replay.batch import Chunk, SequenceBatch, importance_weights, sequence_priority
+from memrl.replay.batch import SequenceBatch, importance_weights, sequence_priority
 from memrl.replay.config import ReplayConfig
 from memrl.replay.shard import ReplayShard
+from memrl.replay.shard_writer import ShardWriter
 
 log = logging.getLogger(__name__)
 
@@ -104,39 +105,22 @@ def restore_shards(shards: Sequence[ray.actor.ActorHandle], directory: str | Pat
     call_all(shards, "restore", str(directory))
 
 
-class ReplayWriter:
-    """Sends a writer's chunks to shard ``writer_id % N``; at most ``max_in_flight`` unacked.
+def replay_writer(
+    shards: Sequence[ray.actor.ActorHandle], writer_id: int, max_in_flight: int = 4
+) -> ShardWriter:
+    """A writer to shard ``writer_id % N`` of unsupervised ``shards``: at most ``max_in_flight``
+    unacknowledged chunks (``add`` blocks on the oldest, backpressure). Nothing restores a
+    dead shard here, so ``add`` / ``flush`` raise ReplayShardError naming it (and the shard's
+    ValueError for a bad chunk)."""
+    if not shards:
+        raise ValueError("replay_writer needs at least one shard")
+    index = writer_id % len(shards)
 
-    ``add`` blocks on the oldest send when the limit is reached (backpressure) and raises
-    ReplayShardError if the shard died, or the shard's ValueError for a bad chunk.
-    """
+    def unrecoverable(_incarnation: int, cause: BaseException | None) -> tuple[int, Any]:
+        error = cause or RuntimeError("the actor died")
+        raise ReplayShardError(index, len(shards), error) from cause
 
-    def __init__(
-        self, shards: Sequence[ray.actor.ActorHandle], writer_id: int, max_in_flight: int = 4
-    ) -> None:
-        if not shards:
-            raise ValueError("ReplayWriter needs at least one shard")
-        self.num_shards = len(shards)
-        self.shard_index = writer_id % self.num_shards
-        self._shard = shards[self.shard_index]
-        self.max_in_flight = max_in_flight
-        self._pending: collections.deque[ray.ObjectRef] = collections.deque()
-        self.steps_stored = 0
-
-    def add(self, chunks: Sequence[Chunk]) -> None:
-        for chunk in chunks:
-            self._pending.append(self._shard.add_chunk.remote(chunk))
-            while len(self._pending) > self.max_in_flight:
-                self._collect(self._pending.popleft())
-
-    def flush(self) -> None:
-        """Wait until every chunk sent so far is stored."""
-        while self._pending:
-            self._collect(self._pending.popleft())
-
-    def _collect(self, ref: ray.ObjectRef) -> None:
-        (stored,) = get_from_shards([ref], [self.shard_index], self.num_shards)
-        self.steps_stored += stored
+    return ShardWriter(index, shards[index], 0, max_in_flight=max_in_flight, recover=unrecoverable)
 
 
 class PrefetchSampler:

@@ -1,8 +1,13 @@
-"""Checkpoint a replay shard to Arrow IPC files, and read it back all-or-nothing.
+"""Rows of plain arrays plus JSON metadata, written to Arrow IPC files and read back all-or-nothing.
 
-Files in a checkpoint directory, per shard ``i`` (``iii`` = zero-padded):
+This module knows files, not shards: :func:`write_rows` stores ``{column: [N, *shape] array}``
+and a JSON-able ``meta`` dict under a part id; :func:`read_rows` verifies and returns them. The
+replay shard decides what its columns and metadata are (see ``ReplayShard.save``).
 
-* ``shard-iii-<tag>.arrow`` — an Arrow IPC file, one row per stored step (schema below).
+Files in a directory, per part ``i`` (``iii`` = zero-padded):
+
+* ``shard-iii-<tag>.arrow`` — an Arrow IPC file, one row per stored item; a column of shape
+  ``()`` is a plain Arrow column, any other a ``fixed_size_list`` of ``prod(shape)`` values.
 * ``_manifest-shard-iii.json`` — ``{"file", "rows", "bytes", "sha256", "format_version"}``.
 
 Writing is atomic: the data file gets a fresh name (temp file, fsync, rename), then the manifest
@@ -11,29 +16,8 @@ previous checkpoint readable. Reading checks size and SHA-256 against the manife
 count against the file before anything is loaded.
 
 The directory is also an Arrow dataset: ``pyarrow.dataset.dataset(dir, format="ipc")`` reads all
-shards' steps (names starting ``_`` or ``.`` are skipped by default). Schema, one row per step:
-
-=================  ==================================  ========================================
-column             type                                meaning
-=================  ==================================  ========================================
-lane, slot         int32                               position in the shard's ring
-stream             int64                               stream (writer env) id
-stream_step        int64                               step index within the stream
-episode_start      int64                               stream_step of the episode's first step
-generation         int64                               write counter: the item's version
-priority           float64                             sum-tree leaf (priority**alpha; 0 = not
-                                                       a valid start)
-obs, action        fixed_size_list<dtype>[prod(shape)]  (a plain column when the shape is ())
-reward             float32
-terminated,        bool
-truncated, first
-state.<key>        fixed_size_list<float32|float16|     a carry's value before the step, or a
-                   uint16>[prod(slice_shape)]           window's slice of the step; uint16 holds
-                                                       bfloat16 bits
-=================  ==================================  ========================================
-
-The schema metadata key ``memrl.replay`` holds JSON: the ReplayConfig, the state spec, the
-per-field shapes and the shard's lane bookkeeping (needed for an exact restore).
+parts' rows (names starting ``_`` or ``.`` are skipped by default). The schema metadata key
+``memrl.replay`` holds ``meta`` as JSON, with ``format_version``.
 """
 
 from __future__ import annotations
@@ -42,28 +26,15 @@ import hashlib
 import json
 import os
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-if TYPE_CHECKING:
-    from memrl.replay.shard import ReplayShard
-
 FORMAT_VERSION = 1
 META_KEY = b"memrl.replay"
-BOOKKEEPING_COLUMNS = {
-    "lane": np.int32,
-    "slot": np.int32,
-    "stream": np.int64,
-    "stream_step": np.int64,
-    "episode_start": np.int64,
-    "generation": np.int64,
-    "priority": np.float64,
-}
-# Config fields that may differ between the saving and the restoring shard.
-_FREE_CONFIG_FIELDS = ("seed", "extra")
 
 
 class CheckpointError(ValueError):
@@ -72,13 +43,6 @@ class CheckpointError(ValueError):
 
 def manifest_path(directory: Path, shard_id: int) -> Path:
     return directory / f"_manifest-shard-{shard_id:03d}.json"
-
-
-def _describe_spec(shard: ReplayShard) -> dict[str, Any]:
-    return {
-        key: {"kind": spec.kind, "shape": list(spec.shape), "dtype": str(spec.dtype)}
-        for key, spec in shard.state_spec.items()
-    }
 
 
 def _column(values: np.ndarray, shape: tuple[int, ...]) -> pa.Array:
@@ -97,23 +61,12 @@ def _to_numpy(column: pa.ChunkedArray, shape: tuple[int, ...], dtype: np.dtype) 
     return values.reshape(len(column), *shape)
 
 
-def shard_table(shard: ReplayShard) -> pa.Table:
-    """The shard's stored steps as an Arrow table with its metadata (schema in module doc)."""
-    contents = shard._export_contents()
-    rows = contents["rows"]
-    columns = {name: pa.array(rows[name].astype(dt)) for name, dt in BOOKKEEPING_COLUMNS.items()}
-    for name, shape in shard.field_shapes.items():
-        columns[name] = _column(rows[name], shape)
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "shard_id": shard.shard_id,
-        "config": shard.config.to_dict(),
-        "state_spec": _describe_spec(shard),
-        "field_shapes": {k: list(v) for k, v in shard.field_shapes.items()},
-        "shard": contents["meta"],
-    }
+def rows_table(rows: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> pa.Table:
+    """``rows`` (each ``[N, *shape]``) as an Arrow table carrying ``meta`` (plus the format)."""
+    columns = {name: _column(values, tuple(values.shape[1:])) for name, values in rows.items()}
+    data = {"format_version": FORMAT_VERSION, **meta}
     table = pa.table(columns)
-    return table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
+    return table.replace_schema_metadata({META_KEY: json.dumps(data).encode()})
 
 
 def _sha256(path: Path) -> str:
@@ -136,11 +89,14 @@ def _write_atomic(path: Path, write) -> None:
             tmp.unlink()
 
 
-def write_shard(shard: ReplayShard, directory: Path) -> Path:
-    """Write ``shard`` atomically into ``directory``; returns the data file's path."""
+def write_rows(
+    directory: Path, part: int, rows: Mapping[str, np.ndarray], meta: Mapping[str, Any]
+) -> Path:
+    """Write ``rows`` and ``meta`` of part ``part`` atomically into ``directory``; returns the
+    data file's path (the previous file of that part is removed once the manifest names it)."""
     directory.mkdir(parents=True, exist_ok=True)
-    table = shard_table(shard)
-    data_path = directory / f"shard-{shard.shard_id:03d}-{uuid.uuid4().hex[:12]}.arrow"
+    table = rows_table(rows, meta)
+    data_path = directory / f"shard-{part:03d}-{uuid.uuid4().hex[:12]}.arrow"
 
     def write_table(tmp: Path) -> None:
         with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
@@ -154,7 +110,7 @@ def write_shard(shard: ReplayShard, directory: Path) -> Path:
         "bytes": data_path.stat().st_size,
         "sha256": _sha256(data_path),
     }
-    mpath = manifest_path(directory, shard.shard_id)
+    mpath = manifest_path(directory, part)
     previous = _read_manifest(mpath).get("file") if mpath.exists() else None
     _write_atomic(mpath, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)))
     if previous and previous != data_path.name:
@@ -175,13 +131,16 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
-def read_shard(shard: ReplayShard, directory: Path) -> dict[str, Any]:
-    """Read and verify the checkpoint of ``shard.shard_id``; returns contents for the shard.
+def read_rows(
+    directory: Path, part: int, columns: Mapping[str, tuple[tuple[int, ...], np.dtype]]
+) -> tuple[dict[str, np.ndarray], dict[str, Any], Path]:
+    """Read and verify part ``part``: ``(rows, meta, data file path)``.
 
-    Raises CheckpointError on a missing file, a size / checksum / row-count mismatch, an
-    unreadable Arrow file, or a config or state spec other than the shard's.
+    ``columns`` names each wanted column with its per-row shape and dtype; ``rows[name]`` comes
+    back as ``[N, *shape]`` of that dtype. Raises CheckpointError on a missing file, a size /
+    checksum / row-count mismatch, an unreadable Arrow file or metadata, or a missing column.
     """
-    mpath = manifest_path(directory, shard.shard_id)
+    mpath = manifest_path(directory, part)
     manifest = _read_manifest(mpath)
     if manifest["format_version"] != FORMAT_VERSION:
         raise CheckpointError(
@@ -214,34 +173,10 @@ def read_shard(shard: ReplayShard, directory: Path) -> dict[str, Any]:
         meta = json.loads((table.schema.metadata or {}).get(META_KEY, b"{}"))
     except ValueError as err:
         raise CheckpointError(f"replay checkpoint file {path} has unreadable metadata") from err
-    if "shard" not in meta:
-        raise CheckpointError(f"replay checkpoint file {path} lacks its memrl.replay metadata")
-    _check_compatible(shard, meta, path)
     rows: dict[str, np.ndarray] = {}
     try:
-        for name, dtype in BOOKKEEPING_COLUMNS.items():
-            rows[name] = _to_numpy(table.column(name), (), np.dtype(dtype))
-        for name, shape in shard.field_shapes.items():
-            rows[name] = _to_numpy(table.column(name), shape, shard.field_dtypes[name])
+        for name, (shape, dtype) in columns.items():
+            rows[name] = _to_numpy(table.column(name), tuple(shape), np.dtype(dtype))
     except (KeyError, ValueError, pa.ArrowException) as err:
         raise CheckpointError(f"replay checkpoint file {path} has a bad column: {err}") from err
-    return {"rows": rows, "meta": meta["shard"]}
-
-
-def _check_compatible(shard: ReplayShard, meta: dict[str, Any], path: Path) -> None:
-    if meta.get("shard_id") != shard.shard_id:
-        raise CheckpointError(f"{path} holds shard {meta.get('shard_id')}, not {shard.shard_id}")
-    saved = dict(meta.get("config", {}))
-    mine = shard.config.to_dict()
-    for key in _FREE_CONFIG_FIELDS:
-        saved.pop(key, None)
-        mine.pop(key, None)
-    differ = sorted(k for k in set(saved) | set(mine) if saved.get(k) != mine.get(k))
-    if differ:
-        detail = ", ".join(f"{k}: saved {saved.get(k)!r} vs {mine.get(k)!r}" for k in differ)
-        raise CheckpointError(f"{path} was written with another ReplayConfig ({detail})")
-    if meta.get("state_spec") != _describe_spec(shard):
-        raise CheckpointError(
-            f"{path} was written for state spec {meta.get('state_spec')}, this shard has "
-            f"{_describe_spec(shard)}"
-        )
+    return rows, meta, path

@@ -28,14 +28,28 @@ from typing import Any
 import numpy as np
 
 from memrl.models.base import MASK_SUFFIX, StateSpec
-from memrl.replay import codec
+from memrl.models.window import gather_window, window_positions
+from memrl.replay import codec, persist
 from memrl.replay.batch import STEP_FIELDS, Chunk, SequenceBatch, importance_weights
 from memrl.replay.config import ReplayConfig
+from memrl.replay.persist import CheckpointError
 from memrl.replay.sum_tree import SumTree
 
 log = logging.getLogger(__name__)
 
 STATE_PREFIX = "state."
+# Columns a checkpoint holds besides the step fields: where each step sits and its leaf.
+BOOKKEEPING_COLUMNS = {
+    "lane": np.int32,
+    "slot": np.int32,
+    "stream": np.int64,
+    "stream_step": np.int64,
+    "episode_start": np.int64,
+    "generation": np.int64,
+    "priority": np.float64,
+}
+# Config fields that may differ between the saving and the restoring shard.
+_FREE_CONFIG_FIELDS = ("seed", "extra")
 """Storage-array (and Arrow column) name prefix of state fields."""
 
 
@@ -398,8 +412,7 @@ class ReplayShard:
             if spec.kind == "carry":
                 state[key] = codec.decode(stored[lane, slot], self.config.state_storage)
                 continue
-            memory_len = spec.memory_len
-            past = start[:, None] - memory_len + np.arange(memory_len)  # [B, M], oldest first
+            past = window_positions(start, spec.memory_len)  # [B, M], oldest first
             past_slots = past % cap
             valid = (
                 has_previous[:, None]
@@ -407,13 +420,10 @@ class ReplayShard:
                 & (self._step[lanes_bl, past_slots] == past)
                 & (self._episode_start[lanes_bl, past_slots] == previous_episode[:, None])
             )
-            # Gather straight into [B, layers, M, d] (no transpose copy), then zero the slots
-            # outside the episode in place.
-            layers = np.arange(spec.shape[0])[None, :, None]
-            window = stored[lane[:, None, None], past_slots[:, None, :], layers]
-            window = codec.decode(window, self.config.state_storage)
-            window *= valid[:, None, :, None]
-            state[key] = window
+            # The ring's (lane, slot) as one flat position (a view: no copy of the store).
+            flat = stored.reshape(-1, *stored.shape[2:])
+            window = gather_window(flat, lane[:, None] * cap + past_slots, valid)
+            state[key] = codec.decode(window, self.config.state_storage)
             state[key + MASK_SUFFIX] = valid
         info = {
             "total_priority": self._tree.total,
@@ -480,10 +490,24 @@ class ReplayShard:
 
     # --- persistence ----------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
-        """Checkpoint to ``directory/shard-<id>.arrow`` plus its manifest; returns the path."""
-        from memrl.replay.persist import write_shard
+        """Checkpoint to ``directory/shard-<id>-<tag>.arrow`` plus its manifest (atomic, see
+        :mod:`memrl.replay.persist`); returns the data file's path.
 
-        path = write_shard(self, Path(directory))
+        One row per stored step: the bookkeeping columns (``lane``, ``slot``, ``stream``,
+        ``stream_step``, ``episode_start``, ``generation``, ``priority`` = the sum-tree leaf),
+        the step fields, and ``state.<key>`` (a carry's value before the step, or a window's
+        slice of the step; uint16 holds bfloat16 bits). The metadata holds the ReplayConfig,
+        the state spec, the field shapes and the lane bookkeeping (for an exact restore).
+        """
+        contents = self._export_contents()
+        meta = {
+            "shard_id": self.shard_id,
+            "config": self.config.to_dict(),
+            "state_spec": self._describe_spec(),
+            "field_shapes": {k: list(v) for k, v in self.field_shapes.items()},
+            "shard": contents["meta"],
+        }
+        path = persist.write_rows(Path(directory), self.shard_id, contents["rows"], meta)
         self._saved_writes = self._writes
         return path
 
@@ -501,23 +525,55 @@ class ReplayShard:
         Raises CheckpointError (a ValueError) on a missing, truncated, corrupt or incompatible
         checkpoint; the shard is then unchanged.
         """
-        from memrl.replay.persist import read_shard
+        columns = {name: ((), np.dtype(dtype)) for name, dtype in BOOKKEEPING_COLUMNS.items()}
+        columns.update(
+            {name: (shape, self.field_dtypes[name]) for name, shape in self.field_shapes.items()}
+        )
+        rows, meta, path = persist.read_rows(Path(directory), self.shard_id, columns)
+        self._check_compatible(meta, path)
+        self._load_contents({"rows": rows, "meta": meta["shard"]})
 
-        contents = read_shard(self, Path(directory))
-        self._load_contents(contents)
+    def _describe_spec(self) -> dict[str, Any]:
+        return {
+            key: {"kind": spec.kind, "shape": list(spec.shape), "dtype": str(spec.dtype)}
+            for key, spec in self.state_spec.items()
+        }
+
+    def _check_compatible(self, meta: dict[str, Any], path: Path) -> None:
+        """CheckpointError unless ``meta`` was saved by this shard id with this config (but for
+        the fields that may differ) and state spec."""
+        if "shard" not in meta:
+            raise CheckpointError(f"replay checkpoint file {path} lacks its memrl.replay metadata")
+        if meta.get("shard_id") != self.shard_id:
+            raise CheckpointError(f"{path} holds shard {meta.get('shard_id')}, not {self.shard_id}")
+        saved = dict(meta.get("config", {}))
+        mine = self.config.to_dict()
+        for key in _FREE_CONFIG_FIELDS:
+            saved.pop(key, None)
+            mine.pop(key, None)
+        differ = sorted(k for k in set(saved) | set(mine) if saved.get(k) != mine.get(k))
+        if differ:
+            detail = ", ".join(f"{k}: saved {saved.get(k)!r} vs {mine.get(k)!r}" for k in differ)
+            raise CheckpointError(f"{path} was written with another ReplayConfig ({detail})")
+        if meta.get("state_spec") != self._describe_spec():
+            raise CheckpointError(
+                f"{path} was written for state spec {meta.get('state_spec')}, this shard has "
+                f"{self._describe_spec()}"
+            )
 
     def _export_contents(self) -> dict[str, Any]:
         """Stored steps (rows) and bookkeeping, for persistence."""
         lane, slot = np.nonzero(self._step >= 0)
         rows = {
-            "lane": lane.astype(np.int32),
-            "slot": slot.astype(np.int32),
+            "lane": lane,
+            "slot": slot,
             "stream": self._lane_stream[lane],
             "stream_step": self._step[lane, slot],
             "episode_start": self._episode_start[lane, slot],
             "generation": self._generation[lane, slot],
             "priority": self._tree.get(lane * self.lane_capacity + slot),
         }
+        rows = {name: rows[name].astype(dtype) for name, dtype in BOOKKEEPING_COLUMNS.items()}
         rows.update({name: array[lane, slot] for name, array in self._data.items()})
         meta = {
             "lane_stream": self._lane_stream.tolist(),

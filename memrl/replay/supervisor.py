@@ -12,7 +12,7 @@ Usage (in the process that owns the learner; writers in the same process)::
 
     sup = ShardSupervisor(num_shards, config, state_spec, checkpoint_dir,
                           checkpoint_every_steps=10_000)
-    writer = sup.writer(writer_id)          # like ReplayWriter: add(chunks), flush()
+    writer = sup.writer(writer_id)          # a ShardWriter: add(chunks), flush()
     sampler = sup.sampler(batch_size=64)    # like PrefetchSampler: next(), update_priorities()
     ...
     sup.poll()                              # optional: finishes / starts checkpoints
@@ -60,9 +60,9 @@ checkpoint.
 Scope. Step counts come from the acknowledgements the supervisor's own writers report, so
 exact loss accounting and step-triggered checkpoints need the writers in the supervisor's
 process (``sup.writer``), or writers elsewhere whose acknowledgements the owner passes to
-``note_ack`` and whose unacknowledged chunks are re-sent to the restored actor (what
-``memrl.rllib.offpolicy.replay_client.ShardClient`` and ``OffPolicyAlgorithm`` do for env
-runners in other processes). A plain ``ReplayWriter`` against ``sup.handles()`` just gets
+``note_ack`` and whose unacknowledged chunks are re-sent to the restored actor (what a
+:class:`memrl.replay.shard_writer.ShardWriter` without ``recover`` and ``OffPolicyAlgorithm`` do
+for env runners in other processes). A plain ``replay_writer`` against ``sup.handles()`` just gets
 ``ReplayShardError``.
 """
 
@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -82,10 +83,11 @@ import ray
 from ray.exceptions import RayActorError
 
 from memrl.models.base import StateSpec
-from memrl.replay.batch import Chunk, SequenceBatch
+from memrl.replay.batch import SequenceBatch
 from memrl.replay.config import ReplayConfig
 from memrl.replay.distributed import PrefetchSampler, ReplayShardError, start_shard
 from memrl.replay.persist import CheckpointError, manifest_path
+from memrl.replay.shard_writer import ShardWriter
 
 log = logging.getLogger(__name__)
 
@@ -202,9 +204,30 @@ class ShardSupervisor:
             raise ShardRestoreError(shard, self.num_shards, RuntimeError(state.failed))
         return state.incarnation, state.handle
 
-    def writer(self, writer_id: int, max_in_flight: int = 4) -> SupervisedWriter:
-        """A writer for shard ``writer_id % num_shards`` that survives shard restarts."""
-        return SupervisedWriter(self, writer_id, max_in_flight=max_in_flight)
+    def writer(self, writer_id: int, max_in_flight: int = 4) -> ShardWriter:
+        """A writer for shard ``writer_id % num_shards`` that survives shard restarts.
+
+        At most ``max_in_flight`` unacknowledged chunks; ``add`` raises the shard's ValueError
+        for a bad chunk, ShardRestoreError if the shard cannot be restored. After a restart,
+        chunks that were in flight are re-sent (``steps_resent``) and each stream's first chunk
+        to the new actor may follow a gap (the lost tail).
+        """
+        index = writer_id % self.num_shards
+        incarnation, handle = self.current(index)
+
+        def refresh() -> tuple[int, Any]:
+            self.poll()
+            return self.current(index)
+
+        return ShardWriter(
+            index,
+            handle,
+            incarnation,
+            max_in_flight=max_in_flight,
+            on_ack=functools.partial(self.note_ack, index),
+            recover=functools.partial(self.recover, index),
+            refresh=refresh,
+        )
 
     def sampler(self, batch_size: int, **kwargs: Any) -> SupervisedSampler:
         """A prefetching sampler over all shards that survives shard restarts.
@@ -474,83 +497,6 @@ def _describe(cause: BaseException | None) -> str:
         return "reported dead"
     text = str(cause).splitlines()[0] if str(cause) else ""
     return f"{type(cause).__name__}: {text}"[:200]
-
-
-class SupervisedWriter:
-    """Sends a writer's chunks to shard ``writer_id % N`` and survives its restarts.
-
-    Like ``ReplayWriter``: at most ``max_in_flight`` unacknowledged chunks; ``add`` raises the
-    shard's ValueError for a bad chunk, ShardRestoreError if the shard cannot be restored.
-    After a restart, chunks that were in flight are re-sent (``steps_resent``) and each
-    stream's first chunk to the new actor may follow a gap (the lost tail).
-    """
-
-    def __init__(self, supervisor: ShardSupervisor, writer_id: int, max_in_flight: int = 4):
-        self.supervisor = supervisor
-        self.shard_index = writer_id % supervisor.num_shards
-        self.max_in_flight = max_in_flight
-        self._incarnation, self._shard = supervisor.current(self.shard_index)
-        self._pending: collections.deque[tuple[Chunk, ray.ObjectRef, int]] = collections.deque()
-        self._synced: set[int] = set()  # streams sent to the current actor
-        self.steps_stored = 0  # acknowledged steps (including ones lost later)
-        self.steps_resent = 0
-
-    def add(self, chunks: Sequence[Chunk]) -> None:
-        self.supervisor.poll()
-        if self.supervisor.current(self.shard_index)[0] != self._incarnation:
-            self._failover(None)  # someone else restored the shard: settle, then switch
-        for chunk in chunks:
-            self._send(chunk, resent=False)
-            while len(self._pending) > self.max_in_flight:
-                self._collect()
-
-    def flush(self) -> None:
-        """Wait until every chunk sent so far is acknowledged (re-sending after a restart)."""
-        while self._pending:
-            self._collect()
-        self.supervisor.poll()
-
-    def _send(self, chunk: Chunk, resent: bool) -> None:
-        # allow_gap only where a gap is expected: re-sent chunks, and each stream's first
-        # chunk to a restored actor. Anywhere else a gap is a lost chunk and stays an error.
-        allow_gap = resent or (self._incarnation > 0 and chunk.stream not in self._synced)
-        self._synced.add(chunk.stream)
-        ref = self._shard.add_chunk_acked.remote(chunk, allow_gap)
-        self._pending.append((chunk, ref, self._incarnation))
-
-    def _collect(self) -> None:
-        chunk, ref, incarnation = self._pending.popleft()
-        try:
-            stored, writes = ray.get(ref)
-        except RayActorError as err:
-            self._pending.appendleft((chunk, ref, incarnation))
-            self._failover(err)
-            return
-        self.steps_stored += stored
-        self.supervisor.note_ack(self.shard_index, incarnation, stored, writes)
-
-    def _failover(self, cause: BaseException | None) -> None:
-        """Settle every chunk sent to the dead actor: acknowledged ones count (they were lost
-        with it), the others are re-sent in order to the restored actor."""
-        dead = self._incarnation
-        resend: list[Chunk] = []
-        while self._pending:
-            chunk, ref, incarnation = self._pending.popleft()
-            try:
-                stored, writes = ray.get(ref)
-            except RayActorError as err:
-                resend.append(chunk)
-                cause = cause or err
-                continue
-            self.steps_stored += stored
-            self.supervisor.note_ack(self.shard_index, incarnation, stored, writes)
-        self._incarnation, self._shard = self.supervisor.recover(self.shard_index, dead, cause)
-        self._synced = set()
-        for chunk in resend:
-            self._send(chunk, resent=True)
-            self.steps_resent += len(chunk)
-        if resend:
-            log.info("replay shard %d: re-sent %d in-flight chunks", self.shard_index, len(resend))
 
 
 class SupervisedSampler(PrefetchSampler):

@@ -3,8 +3,7 @@
 Importing this package imports Ray RLlib; memrl.models and memrl.envs stay Ray-free.
 """
 
-from memrl.rllib.model_config import ModelConfig
 from memrl.rllib.module import FIRST, MemoryActorCritic
 from memrl.rllib.ppo import build_ppo_config
 
-__all__ = ["FIRST", "MemoryActorCritic", "ModelConfig", "build_ppo_config"]
+__all__ = ["FIRST", "MemoryActorCritic", "build_ppo_config"]

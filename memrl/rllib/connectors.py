@@ -197,3 +197,16 @@ def env_to_module_pipeline(env: Any = None, spaces: Any = None, device: Any = No
 def module_to_env_pieces(env: Any = None, spaces: Any = None) -> list:
     """Custom module-to-env pieces (RLlib's defaults stay around them)."""
     return [MemoryStateFromModule()]
+
+
+def compact_state_env_runner_kwargs(memory_len: int = 0) -> dict:
+    """``config.env_runners(**kwargs)`` for a module with memrl's compact per-step state.
+
+    memory_len: the longest window of the module's cores (0 for carry-only cores).
+    """
+    return dict(
+        env_to_module_connector=env_to_module_pipeline,
+        add_default_connectors_to_env_to_module_pipeline=False,
+        module_to_env_connector=module_to_env_pieces,
+        episode_lookback_horizon=max(1, memory_len),
+    )

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from memrl.rllib.model_config import ModelConfig
+from memrl.config import NetworkConfig
 
 _ACT = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "silu": nn.SiLU}
 
@@ -44,7 +44,7 @@ class Encoder(nn.Module):
 class FlatEncoder(Encoder):
     """Vector-like observation -> float vector -> MLP."""
 
-    def __init__(self, space: gym.Space, cfg: ModelConfig) -> None:
+    def __init__(self, space: gym.Space, cfg: NetworkConfig) -> None:
         super().__init__()
         self.space = space
         if isinstance(space, gym.spaces.Discrete):
@@ -81,7 +81,7 @@ class FlatEncoder(Encoder):
 class CNNEncoder(Encoder):
     """Image ``[*lead, H, W, C]`` (or ``C, H, W``) -> conv stack -> linear ``cnn_out``."""
 
-    def __init__(self, space: gym.spaces.Box, cfg: ModelConfig) -> None:
+    def __init__(self, space: gym.spaces.Box, cfg: NetworkConfig) -> None:
         super().__init__()
         height, width, channels = space.shape
         # Images are HWC (Memory Gym, Memory Maze, Atari via gymnasium); accept CHW when only the
@@ -118,7 +118,7 @@ class CNNEncoder(Encoder):
 class CompositeEncoder(Encoder):
     """Dict / Tuple: one encoder per key; features concatenated in key order."""
 
-    def __init__(self, space: gym.spaces.Dict | gym.spaces.Tuple, cfg: ModelConfig) -> None:
+    def __init__(self, space: gym.spaces.Dict | gym.spaces.Tuple, cfg: NetworkConfig) -> None:
         super().__init__()
         if isinstance(space, gym.spaces.Dict):
             self.keys = sorted(space.spaces)
@@ -136,7 +136,7 @@ class CompositeEncoder(Encoder):
         return torch.cat([part(obs[key]) for key, part in pairs], dim=-1)
 
 
-def build_encoder(space: gym.Space, cfg: ModelConfig) -> Encoder:
+def build_encoder(space: gym.Space, cfg: NetworkConfig) -> Encoder:
     """The encoder for ``space``. Raises ValueError naming the space if it is unsupported."""
     if isinstance(space, gym.spaces.Dict | gym.spaces.Tuple):
         return CompositeEncoder(space, cfg)

@@ -5,9 +5,9 @@
 
 ``model_config`` keys (set by :func:`memrl.rllib.ppo.build_ppo_config`):
 
-* ``core``: a name of ``memrl.models.CORES`` or ``"mlp"`` (memoryless baseline, no state);
+* ``core``: a name of ``memrl.models.CORES`` (``"mlp"``: the memoryless baseline, no state);
 * ``core_kwargs``: keyword arguments of that core;
-* ``model``: encoder/head settings, see :class:`memrl.rllib.model_config.ModelConfig`;
+* ``model``: encoder/head settings, see :class:`memrl.config.NetworkConfig`;
 * ``max_seq_len``: training chunk length (RLlib's key);
 * ``kv_cache`` (default True): window cores (trxl, gtrxl, local_xl) act with a K/V cache
   (:mod:`memrl.models.kv_cache`) carried in the env runner's live state beside the window, under
@@ -33,12 +33,11 @@ from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import Tensor, nn
 
-from memrl.models import StateSpec, make_core
+from memrl.config import NetworkConfig
+from memrl.models import StateSpec, check_core_name, make_core
 from memrl.models.kv_cache import CACHE_KEYS, act, cache_shapes, supports_kv_cache
 from memrl.rllib.encoders import build_encoder, mlp
 from memrl.rllib.heads import PolicyHead
-from memrl.rllib.memoryless import MEMORYLESS, MLPCore, check_core_name
-from memrl.rllib.model_config import ModelConfig
 
 # Batch column: [B, T] bool, True where an episode starts.
 FIRST = "first"
@@ -47,15 +46,12 @@ FIRST = "first"
 class Branch(nn.Module):
     """Encoder + core: observations -> features ``[*lead, output_dim]`` (and the next state)."""
 
-    def __init__(self, obs_space, core: str, core_kwargs: dict, cfg: ModelConfig) -> None:
+    def __init__(self, obs_space, core: str, core_kwargs: dict, cfg: NetworkConfig) -> None:
         super().__init__()
         self.encoder = build_encoder(obs_space, cfg)
-        if core == MEMORYLESS:
-            self.core: nn.Module = MLPCore(self.encoder.out_dim, **core_kwargs)
-            self.stateful = False
-        else:
-            self.core = make_core(core, self.encoder.out_dim, **core_kwargs)
-            self.stateful = True
+        self.core = make_core(core, self.encoder.out_dim, **core_kwargs)
+        # RLlib gives a module without state batches without a time axis.
+        self.stateful = bool(self.core.state_spec())
         self.output_dim = self.core.output_dim
 
     def forward(
@@ -69,7 +65,8 @@ class Branch(nn.Module):
         returned state then holds the next cache's fields too."""
         x = self.encoder(obs)
         if not self.stateful:
-            return self.core(x), {}
+            y, _ = self.core(x.unsqueeze(1), None, None)
+            return y.squeeze(1), {}
         if cache is not None:
             y, state, cache = act(self.core, x, state, first, cache)
             return y, {**state, **cache}
@@ -87,11 +84,11 @@ class MemoryActorCritic(TorchRLModule, ValueFunctionAPI):
             self.eval()
 
     def _build(self) -> None:
-        cfg = self.model_config or {}
+        cfg = self.model_config  # set whole by build_ppo_config; no defaults here
         core = cfg.get("core")
         check_core_name(core, "model_config['core']")
-        core_kwargs = dict(cfg.get("core_kwargs") or {})
-        self.model_cfg = ModelConfig.from_dict(cfg.get("model"))
+        core_kwargs = dict(cfg["core_kwargs"])
+        self.model_cfg = NetworkConfig.from_dict(cfg["model"])
         act = self.model_cfg.activation
         self.pi_branch = Branch(self.observation_space, core, core_kwargs, self.model_cfg)
         self.vf_branch = (
@@ -127,17 +124,15 @@ class MemoryActorCritic(TorchRLModule, ValueFunctionAPI):
         """The flat state spec of all cores (keys prefixed as in the module docstring)."""
         spec: dict[str, StateSpec] = {}
         for prefix, branch in self._branches():
-            if branch.stateful:
-                spec.update({prefix + k: s for k, s in branch.core.state_spec().items()})
+            spec.update({prefix + k: s for k, s in branch.core.state_spec().items()})
         return spec
 
     def get_initial_state(self) -> dict[str, np.ndarray]:
-        """Unbatched zero state (numpy); ``{}`` for the memoryless core."""
+        """Unbatched zero state (numpy); ``{}`` for a core without state."""
         state: dict[str, np.ndarray] = {}
         for prefix, branch in self._branches():
-            if branch.stateful:
-                init = branch.core.initial_state(1)
-                state.update({prefix + k: v[0].cpu().numpy() for k, v in init.items()})
+            init = branch.core.initial_state(1)
+            state.update({prefix + k: v[0].cpu().numpy() for k, v in init.items()})
         return state
 
     def acting_state(self, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import Any
 
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-from memrl.models import make_core
-from memrl.rllib.connectors import env_to_module_pipeline, module_to_env_pieces
+from memrl.config import NetworkConfig
+from memrl.models import check_core_name, window_memory_len
+from memrl.rllib.connectors import compact_state_env_runner_kwargs
 from memrl.rllib.env import register_rllib_env
 from memrl.rllib.learner import MemoryPPOTorchLearner
-from memrl.rllib.memoryless import MEMORYLESS, check_core_name
-from memrl.rllib.model_config import ModelConfig
 from memrl.rllib.module import MemoryActorCritic
 
 log = logging.getLogger(__name__)
@@ -41,15 +39,6 @@ def training_keys() -> list[str]:
     return sorted(keys - set(_RESERVED_TRAINING))
 
 
-def window_memory_len(core: str, core_kwargs: dict[str, Any]) -> int:
-    """Longest window (M) among the core's state fields; 0 for carry-only or memoryless cores."""
-    if core == MEMORYLESS:
-        return 0
-    # The spec does not depend on the input size; a throwaway core of input 1 tells it.
-    spec = make_core(core, 1, **core_kwargs).state_spec()
-    return max((s.memory_len for s in spec.values() if s.kind == "window"), default=0)
-
-
 def build_ppo_config(
     *,
     env: str,
@@ -70,9 +59,9 @@ def build_ppo_config(
     Args:
         env: a gymnasium id (``memrl/...`` ids are registered inside the env runners).
         env_config: kwargs for the env.
-        core: a name of ``memrl.models.CORES`` or ``"mlp"`` (memoryless baseline).
+        core: a name of ``memrl.models.CORES`` (``"mlp"``: the memoryless baseline).
         core_kwargs: the core's hyperparameters.
-        model: encoder/head settings, keys of :class:`memrl.rllib.model_config.ModelConfig`
+        model: encoder/head settings, keys of :class:`memrl.config.NetworkConfig`
             (``encoder_hiddens``, ``cnn_filters``, ``cnn_out``, ``activation``, ``head_hiddens``,
             ``shared_core``, ``log_std_init``); ``{}`` = defaults.
         max_seq_len: training chunk length (steps per BPTT sequence).
@@ -87,7 +76,7 @@ def build_ppo_config(
             non-positive size.
     """
     check_core_name(core)
-    ModelConfig.from_dict(model)  # fail here, not inside an env runner
+    NetworkConfig.from_dict(model)  # fail here, not inside an env runner
     if not isinstance(max_seq_len, int) or max_seq_len < 1:
         raise ValueError(f"max_seq_len must be a positive int, got {max_seq_len!r}")
     for name, value, low in (
@@ -115,12 +104,9 @@ def build_ppo_config(
         .env_runners(
             num_env_runners=num_env_runners,
             num_envs_per_env_runner=num_envs_per_env_runner,
-            env_to_module_connector=env_to_module_pipeline,
-            add_default_connectors_to_env_to_module_pipeline=False,
-            module_to_env_connector=module_to_env_pieces,
             # A training chunk that starts where the previous sample batch ended rebuilds its
             # window from the M steps before it: the episode chunk must carry them.
-            episode_lookback_horizon=max(1, memory_len),
+            **compact_state_env_runner_kwargs(memory_len),
         )
         .learners(
             num_learners=num_learners,

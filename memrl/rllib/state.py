@@ -21,6 +21,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from memrl.models.base import MASK_SUFFIX, StateSpec
+from memrl.models.window import gather_window, window_positions
 
 
 def step_record(state: Mapping, spec: Mapping[str, StateSpec]) -> dict:
@@ -82,7 +83,7 @@ def states_before(
             out[key] = np.where(at_start.reshape(-1, *[1] * (value.ndim - 1)), init, value)
             continue
         memory_len = s.memory_len
-        rows = starts[:, None] - memory_len + np.arange(memory_len)[None]  # [C, M]
+        rows = window_positions(starts, memory_len)  # [C, M]
         valid = (rows >= first_row) & ~at_start[:, None]
         missing = valid & (rows < 0)
         if missing.any():
@@ -94,9 +95,7 @@ def states_before(
         if rec is None or len(rec) == 0:
             memory = np.zeros((len(starts), layers, memory_len, dim), dtype=initial[key].dtype)
         else:
-            gathered = rec[np.clip(rows, 0, len(rec) - 1)]  # [C, M, layers, d]
-            gathered = np.where(valid[..., None, None], gathered, 0)
-            memory = np.ascontiguousarray(gathered.transpose(0, 2, 1, 3))  # [C, layers, M, d]
+            memory = gather_window(np.asarray(rec), rows, valid)  # [C, layers, M, d]
         out[key] = memory.astype(initial[key].dtype, copy=False)
         out[key + MASK_SUFFIX] = valid
     return out

@@ -7,13 +7,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from core_kwargs import SMALL_CORE_KWARGS
+from core_kwargs import SMALL_CORE_KWARGS, WINDOW_CORES
 
 from memrl.models import make_core
 from memrl.models.attention import EpisodeWindow, RelativeWindowAttention, sinusoid_positions
 from memrl.models.gtrxl import GTrXLLayer
 
-WINDOW_CORES = ["trxl", "gtrxl", "local_xl"]
 D_IN = 5
 
 

@@ -205,8 +205,11 @@ def test_bad_input_names_the_argument(name, kwargs):
         core(torch.randn(2, 3, D_IN + 1), None)
     with pytest.raises(ValueError, match="first must be"):
         core(torch.randn(2, 3, D_IN), None, torch.zeros(2, 4, dtype=torch.bool))
+    if core.state_spec():  # a state of the wrong batch size (an empty state has none)
+        with pytest.raises(ValueError, match="state"):
+            core(torch.randn(2, 3, D_IN), core.initial_state(3))
     with pytest.raises(ValueError, match="state"):
-        core(torch.randn(2, 3, D_IN), core.initial_state(3))
+        core(torch.randn(2, 3, D_IN), {"not_a_field": torch.zeros(2)})
     with pytest.raises(ValueError, match="unknown argument"):
         make_core(name, input_dim=D_IN, not_a_hyperparameter=1)
 

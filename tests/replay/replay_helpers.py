@@ -163,3 +163,13 @@ def fill(shard: ReplayShard, rollout: Rollout, chunk: ChunkConfig, upto: int, wr
         for c in writer.add(rollout.step_record(writer.steps)):
             shard.add_chunk(c)
     return writer
+
+
+# A small window core: its rollouts exercise window slices and masks (and gaps in them).
+WINDOW_CORE = ("gtrxl", dict(d_model=8, num_layers=2, num_heads=2, memory_len=6, d_ff=16))
+
+
+def window_rollout(envs: int, steps: int, seed: int):
+    """``(state_spec, rollout)`` of :data:`WINDOW_CORE` over ``envs`` envs and ``steps`` steps."""
+    core = build_core(*WINDOW_CORE)
+    return core.state_spec(), record_rollout(core, envs, steps, seed=seed)

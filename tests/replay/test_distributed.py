@@ -11,22 +11,15 @@ from memrl.replay import ChunkConfig, ChunkWriter
 from memrl.replay.distributed import (
     PrefetchSampler,
     ReplayShardError,
-    ReplayWriter,
     call_all,
     create_shards,
+    replay_writer,
     restore_shards,
     save_shards,
 )
 
 NUM_SHARDS, NUM_WRITERS, ENVS, STEPS = 2, 3, 2, 80
 CHUNK = ChunkConfig(length=16, overlap=8)
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +34,7 @@ def start_and_fill(spec, rollouts):
     shards = create_shards(NUM_SHARDS, config, spec, num_cpus=0)
     for writer_id, rollout in enumerate(rollouts):
         chunks = ChunkWriter(ENVS, CHUNK, seed=writer_id)
-        sender = ReplayWriter(shards, writer_id, max_in_flight=2)
+        sender = replay_writer(shards, writer_id, max_in_flight=2)
         for t in range(STEPS):
             sender.add(chunks.add(rollout.step_record(t)))
         sender.add(chunks.flush())
@@ -50,7 +43,7 @@ def start_and_fill(spec, rollouts):
     return shards
 
 
-def test_writers_route_by_id_and_sampler_covers_all_shards(ray_session, recorded):
+def test_writers_route_by_id_and_sampler_covers_all_shards(ray_local, recorded):
     spec, rollouts = recorded
     shards = start_and_fill(spec, rollouts)
     stats = call_all(shards, "stats")
@@ -81,7 +74,7 @@ def test_writers_route_by_id_and_sampler_covers_all_shards(ray_session, recorded
         ray.kill(shard)
 
 
-def test_killed_shard_is_reported_not_skipped(ray_session, recorded):
+def test_killed_shard_is_reported_not_skipped(ray_local, recorded):
     spec, rollouts = recorded
     shards = start_and_fill(spec, rollouts)
     sampler = PrefetchSampler(shards, batch_size=16, prefetch=2, seed=1)
@@ -92,7 +85,7 @@ def test_killed_shard_is_reported_not_skipped(ray_session, recorded):
             sampler.next()
     with pytest.raises(ReplayShardError, match="replay shard 1"):
         call_all(shards, "stats")
-    writer = ReplayWriter(shards, writer_id=1, max_in_flight=0)
+    writer = replay_writer(shards, writer_id=1, max_in_flight=0)
     chunks = ChunkWriter(ENVS, CHUNK, seed=99)
     with pytest.raises(ReplayShardError, match="replay shard 1"):
         for t in range(STEPS):
@@ -100,7 +93,7 @@ def test_killed_shard_is_reported_not_skipped(ray_session, recorded):
     ray.kill(shards[0])
 
 
-def test_save_and_restore_through_actors(ray_session, recorded, tmp_path):
+def test_save_and_restore_through_actors(ray_local, recorded, tmp_path):
     spec, rollouts = recorded
     shards = start_and_fill(spec, rollouts)
     paths = save_shards(shards, tmp_path)

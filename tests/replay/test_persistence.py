@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pyarrow.dataset as ds
 import pytest
-from replay_helpers import OBS_DIM, build_core, fill, record_rollout, replay_config
+from replay_helpers import OBS_DIM, fill, replay_config
+from replay_helpers import window_rollout as record_window_rollout
 
 from memrl.replay import CheckpointError, ChunkConfig, ReplayShard
 from memrl.replay.persist import manifest_path
@@ -17,18 +18,7 @@ CHUNK = ChunkConfig(length=16, overlap=8)
 
 @pytest.fixture(scope="module")
 def window_rollout():
-    # A window core exercises window slices and masks; fall back to a carry core while none is
-    # registered yet.
-    for name, kwargs in (
-        ("gtrxl", dict(d_model=8, num_layers=2, num_heads=2, memory_len=6, d_ff=16)),
-        ("gru", dict(hidden_size=8, num_layers=2)),
-    ):
-        try:
-            core = build_core(name, kwargs)
-        except ImportError:
-            continue
-        return core.state_spec(), record_rollout(core, 3, 100, seed=3)
-    raise RuntimeError("no core to record")
+    return record_window_rollout(3, 100, seed=3)
 
 
 def make_shard(spec, rollout, storage="float32", shard_id=0):

@@ -13,7 +13,7 @@ import functools
 
 import numpy as np
 import pytest
-from core_kwargs import SMALL_CORE_KWARGS
+from core_kwargs import SMALL_CORE_KWARGS, STATEFUL_CORES
 from replay_helpers import (
     assert_batch_matches,
     build_core,
@@ -23,7 +23,6 @@ from replay_helpers import (
     replay_config,
 )
 
-from memrl.models import CORES
 from memrl.replay import ChunkConfig, ReplayShard
 
 NUM_ENVS, STEPS = 3, 150
@@ -37,7 +36,7 @@ def rollout_of(name):
     return core.state_spec(), record_rollout(core, NUM_ENVS, STEPS, seed=1)
 
 
-@pytest.mark.parametrize("name", CORES)
+@pytest.mark.parametrize("name", STATEFUL_CORES)
 def test_sampled_state_equals_actor_state(name):
     spec, rollout = rollout_of(name)
     config = replay_config(capacity=4 * 32)
@@ -73,7 +72,7 @@ def test_sampled_state_equals_actor_state(name):
     assert batch.obs.shape == (32, length, rollout.obs.shape[2])
 
 
-@pytest.mark.parametrize("name", CORES)
+@pytest.mark.parametrize("name", STATEFUL_CORES)
 def test_half_precision_state_is_close(name):
     spec, rollout = rollout_of(name)
     for storage, tol in (("bfloat16", 1e-2), ("float16", 1e-3)):

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 import ray
 from ray.exceptions import RayActorError
-from replay_helpers import assert_batch_matches, build_core, record_rollout, replay_config
+from replay_helpers import assert_batch_matches, replay_config, window_rollout
 
 from memrl.replay import ChunkConfig, ChunkWriter, ReplayShard
 from memrl.replay.persist import manifest_path
@@ -22,25 +22,7 @@ CHUNK = ChunkConfig(length=16, overlap=8)
 
 @pytest.fixture(scope="module")
 def recorded():
-    # A window core: after a restart, starts whose window would reach into the lost tail must
-    # be invalid, and assert_batch_matches checks every sampled start state.
-    for name, kwargs in (
-        ("gtrxl", dict(d_model=8, num_layers=2, num_heads=2, memory_len=6, d_ff=16)),
-        ("gru", dict(hidden_size=8, num_layers=1)),
-    ):
-        try:
-            core = build_core(name, kwargs)
-        except ImportError:
-            continue
-        return core.state_spec(), record_rollout(core, ENVS, STEPS, seed=4)
-    raise RuntimeError("no core to record")
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+    return window_rollout(ENVS, STEPS, seed=4)
 
 
 def streams_of(writer_id: int) -> list[int]:
@@ -89,7 +71,7 @@ def make_supervisor(spec, directory, **kwargs) -> ShardSupervisor:
     return ShardSupervisor(2, config, spec, directory, num_cpus=0, **kwargs)
 
 
-def test_killed_shard_restores_checkpoint_and_run_continues(ray_session, recorded, tmp_path):
+def test_killed_shard_restores_checkpoint_and_run_continues(ray_local, recorded, tmp_path):
     spec, rollout = recorded
     ckpt = tmp_path / "replay"
     sup = make_supervisor(spec, ckpt, checkpoint_every_steps=100)
@@ -153,7 +135,7 @@ def test_killed_shard_restores_checkpoint_and_run_continues(ray_session, recorde
     sup.shutdown()
 
 
-def test_shard_killed_before_any_checkpoint_restarts_empty(ray_session, recorded, tmp_path):
+def test_shard_killed_before_any_checkpoint_restarts_empty(ray_local, recorded, tmp_path):
     spec, rollout = recorded
     sup = make_supervisor(spec, tmp_path, checkpoint_every_steps=10**6)
     chunker = ChunkWriter(ENVS, CHUNK, streams=streams_of(0))
@@ -184,7 +166,7 @@ def test_shard_killed_before_any_checkpoint_restarts_empty(ray_session, recorded
     sup.shutdown()
 
 
-def test_corrupt_checkpoint_is_a_clear_error_and_reported(ray_session, recorded, tmp_path):
+def test_corrupt_checkpoint_is_a_clear_error_and_reported(ray_local, recorded, tmp_path):
     spec, rollout = recorded
     sup = make_supervisor(spec, tmp_path, checkpoint_every_steps=10**6)
     chunker = ChunkWriter(ENVS, CHUNK, streams=streams_of(0))
@@ -212,7 +194,7 @@ def test_corrupt_checkpoint_is_a_clear_error_and_reported(ray_session, recorded,
     sup.shutdown()
 
 
-def test_existing_checkpoints_need_resume(ray_session, recorded, tmp_path):
+def test_existing_checkpoints_need_resume(ray_local, recorded, tmp_path):
     spec, rollout = recorded
     sup = make_supervisor(spec, tmp_path)
     writer = sup.writer(1)

@@ -16,13 +16,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from core_kwargs import SMALL_CORE_KWARGS
+from core_kwargs import SMALL_CORE_KWARGS, STATEFUL_CORES
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 
-from memrl.models import CORES, MASK_SUFFIX
+from memrl.models import MASK_SUFFIX
 from memrl.models.kv_cache import CACHE_KEYS
 from memrl.rllib import FIRST, MemoryActorCritic, build_ppo_config
 from memrl.rllib.state import step_record
@@ -164,7 +164,7 @@ def _check_round_trip(core: str, shared_core: bool = True) -> None:
     assert checked > 20 and mid_episode > 10 and continuation > 2
 
 
-@pytest.mark.parametrize("core", CORES)
+@pytest.mark.parametrize("core", STATEFUL_CORES)
 def test_learner_rebuilds_env_runner_state(core: str) -> None:
     torch.manual_seed(0)
     _check_round_trip(core)

@@ -6,11 +6,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from core_kwargs import SMALL_CORE_KWARGS
+from core_kwargs import SMALL_CORE_KWARGS, STATEFUL_CORES
 from ray.rllib.core.columns import Columns
 
-from memrl.models import CORES
-from memrl.rllib import FIRST, MemoryActorCritic, ModelConfig, build_ppo_config
+from memrl.config import NetworkConfig
+from memrl.rllib import FIRST, MemoryActorCritic, build_ppo_config
 
 B, T = 3, 5
 VECTOR = gym.spaces.Box(-1, 1, (4,), np.float32)
@@ -102,7 +102,7 @@ def test_unsupported_action_space_names_it(space) -> None:
         _module(VECTOR, space)
 
 
-@pytest.mark.parametrize("core", CORES)
+@pytest.mark.parametrize("core", STATEFUL_CORES)
 def test_first_resets_state_at_chunk_start_and_mid_chunk(core: str) -> None:
     """With ``first`` at step k, outputs from k on do not depend on STATE_IN or earlier steps."""
     torch.manual_seed(0)
@@ -151,10 +151,10 @@ def test_memoryless_module_is_stateless() -> None:
 
 def test_model_config_rejects_unknown_and_bad_keys() -> None:
     with pytest.raises(ValueError, match="unknown model key.*encoder_hiddens"):
-        ModelConfig.from_dict({"hiddens": [8]})
+        NetworkConfig.from_dict({"hiddens": [8]})
     with pytest.raises(ValueError, match="model.activation"):
-        ModelConfig.from_dict({"activation": "gelu"})
-    assert ModelConfig.from_dict({}) == ModelConfig()
+        NetworkConfig.from_dict({"activation": "gelu"})
+    assert NetworkConfig.from_dict({}) == NetworkConfig()
 
 
 def _ppo(**overrides):
@@ -218,7 +218,12 @@ def test_acting_evaluates_in_eval_mode_and_restores_the_mode() -> None:
         observation_space=VECTOR,
         action_space=gym.spaces.Discrete(2),
         inference_only=True,
-        model_config={"core": "gru", "core_kwargs": {"hidden_size": 8}, "max_seq_len": T},
+        model_config={
+            "core": "gru",
+            "core_kwargs": {"hidden_size": 8},
+            "model": {},
+            "max_seq_len": T,
+        },
     )
     assert _flags(runner) == {False}
 

@@ -55,11 +55,11 @@ def test_bad_offpolicy_values_name_their_key(override, key):
 
 
 def test_td3_dispatch_is_clear_until_it_exists():
-    from memrl.train import _offpolicy_builder
+    from memrl.session import offpolicy_builder
 
-    assert _offpolicy_builder("r2d2").__name__ == "build_r2d2_config"
+    assert offpolicy_builder("r2d2").__name__ == "build_r2d2_config"
     if importlib.util.find_spec("memrl.rllib.td3") is None:
         with pytest.raises(ConfigError, match="td3.*not available"):
-            _offpolicy_builder("td3")
+            offpolicy_builder("td3")
     else:
-        assert callable(_offpolicy_builder("td3"))
+        assert callable(offpolicy_builder("td3"))

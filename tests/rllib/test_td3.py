@@ -11,7 +11,8 @@ import pytest
 import torch
 from core_kwargs import SMALL_CORE_KWARGS
 
-from memrl.rllib.td3 import TD3Hyperparameters, TD3Networks, TD3Update
+from memrl.config import TD3Hyperparameters
+from memrl.rllib.td3 import TD3Networks, TD3Update
 from memrl.rllib.td3.losses import (
     bootstrap_targets,
     gaussian_exploration,
@@ -30,7 +31,7 @@ NETWORK = {"encoder_hiddens": [16], "head_hiddens": [16]}
 
 def make_nets(core: str = "gru", shared: bool = False, seed: int = 0) -> TD3Networks:
     torch.manual_seed(seed)
-    kwargs = {} if core == "mlp" else SMALL_CORE_KWARGS[core]
+    kwargs = SMALL_CORE_KWARGS[core]
     return TD3Networks(OBS, ACT, core, kwargs, NETWORK, shared_core=shared)
 
 
@@ -375,7 +376,8 @@ def test_memoryless_update_runs():
     ],
 )
 def test_bad_hyperparameters_name_the_field(kwargs, field):
-    with pytest.raises(ValueError, match=f"td3.{field}"):
+    # pydantic's message names the section and the field: "... for TD3Hyperparameters\n<field>".
+    with pytest.raises(ValueError, match=rf"TD3Hyperparameters\n{field}\b"):
         TD3Hyperparameters(**kwargs)
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from memrl.config import TD3Hyperparameters
 from memrl.replay import ChunkConfig, ReplayConfig
-from memrl.rllib.td3 import TD3Hyperparameters
 from memrl.rllib.td3.local import evaluate, train_local
 
 SEQ_LEN, BURN_IN = 32, 8

@@ -7,21 +7,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import ray
 import torch
 
-from memrl.config import ResolvedResources, load_config
+from memrl.config import load_config
+from memrl.resources import ResolvedResources
 from memrl.rllib.td3 import TD3Config, build_td3_config
 from memrl.rllib.td3.algorithm import td3_config
 from memrl.rllib.td3.module import TD3Module
 from memrl.rllib.td3.networks import PREV_ACTION
 
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_session():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("ray_local")
 
 
 def small_config(core: str = "gru", shared: bool = False, **td3) -> TD3Config:
@@ -140,9 +135,9 @@ def test_build_td3_config_from_a_train_config():
     )
     config = build_td3_config(cfg, resources)
     assert isinstance(config, TD3Config)
-    assert config.td3["policy_delay"] == cfg.td3.policy_delay
+    assert config.td3 == cfg.td3
     assert config.sequence_batch_size == cfg.td3.batch_size
-    assert config.replay["seq_len"] == cfg.replay.seq_len
+    assert config.replay.seq_len == cfg.replay.seq_len
     assert config.normalize_actions is False
 
 

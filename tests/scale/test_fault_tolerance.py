@@ -13,20 +13,16 @@ import time
 
 import pytest
 from scale_helpers import REPO, cmdline, descendants, kill_session, session_processes
+from tiny import TINY_RUN
 
 from memrl import checkpoints
 from memrl.config import load_config
 from memrl.progress import read_metrics
 
 TINY = [
-    "task.corridor_len=4",
-    "model.core_kwargs.hidden_size=16",
-    "model.max_seq_len=16",
-    "model.network.encoder_hiddens=[16]",
+    *TINY_RUN,
     "ppo.train_batch_size_per_learner=256",
     "ppo.minibatch_size=128",
-    "ppo.num_epochs=1",
-    "resources.num_envs_per_env_runner=2",
     "checkpoint.every=0",
 ]
 
@@ -40,23 +36,10 @@ def env_runner_pids() -> list[int]:
     )
 
 
-@pytest.fixture
-def local_ray():
-    """A Ray with 2 logical CPUs started by this process (the env runners are its children)."""
-    import ray
-
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False)
-    yield
-    if started:
-        ray.shutdown()
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_killed_env_runner_is_restarted_and_training_finishes(tmp_path, local_ray):
-    from memrl.train import train
+def test_killed_env_runner_is_restarted_and_training_finishes(tmp_path, ray_local):
+    from memrl.loop import train
 
     iterations = 12
     cfg = load_config(

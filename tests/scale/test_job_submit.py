@@ -17,22 +17,13 @@ from pathlib import Path
 import pytest
 import yaml
 from scale_helpers import REPO, VENV_BIN, local_cluster
+from tiny import TINY_RUN
 
 from memrl import checkpoints
 
 # A two-iteration run of the shipped tmaze/gru config, shrunk to seconds; one remote env runner
 # (auto: 2 cluster CPUs minus the driver) samples on whichever node has a free CPU.
-TINY = [
-    "task.corridor_len=4",
-    "model.core_kwargs.hidden_size=16",
-    "model.max_seq_len=16",
-    "model.network.encoder_hiddens=[16]",
-    "ppo.train_batch_size_per_learner=128",
-    "ppo.minibatch_size=64",
-    "ppo.num_epochs=1",
-    "resources.num_envs_per_env_runner=2",
-    "checkpoint.every=1",
-]
+TINY = [*TINY_RUN, "checkpoint.every=1"]
 JOB_TIMEOUT_S = 150
 
 

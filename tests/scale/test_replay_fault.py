@@ -15,21 +15,13 @@ from memrl.rllib.r2d2 import r2d2_config  # noqa: E402
 TMAZE = dict(corridor_len=4, num_distractors=0, max_steps=20)
 
 
-@pytest.fixture
-def local_ray():
-    torch.set_num_threads(1)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
-    yield
-    ray.shutdown()
-
-
 def _updates(algo) -> int:
     return int(algo.learner_group._learner.updates)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-def test_killed_replay_shard_is_restored_and_its_unsaved_tail_counted(tmp_path, local_ray, caplog):
+def test_killed_replay_shard_is_restored_and_its_unsaved_tail_counted(tmp_path, ray_local, caplog):
     config = r2d2_config(
         env="memrl/TMaze-v0",
         env_config=TMAZE,
@@ -116,10 +108,10 @@ def _records(t: int, envs: int) -> dict:
 
 
 @pytest.mark.timeout(120)
-def test_shard_client_keeps_a_dead_shards_chunks_in_order_and_resends_them(local_ray):
+def test_shard_client_keeps_a_dead_shards_chunks_in_order_and_resends_them(ray_local):
     from memrl.replay import ChunkConfig, ChunkWriter, ReplayConfig
     from memrl.replay.distributed import start_shard
-    from memrl.rllib.offpolicy.replay_client import ShardClient
+    from memrl.replay.shard_writer import ShardWriter
 
     config = ReplayConfig(
         capacity=256,
@@ -134,7 +126,7 @@ def test_shard_client_keeps_a_dead_shards_chunks_in_order_and_resends_them(local
     )
     chunker = ChunkWriter(2, ChunkConfig(4, 0), streams=[11, 12])
     first = start_shard(0, config, {}, num_cpus=0)
-    client = ShardClient(0, first, 0, max_in_flight=2, max_buffered_chunks=3)
+    client = ShardWriter(0, first, 0, max_in_flight=2, max_buffered_chunks=3)
     client.add([c for t in range(8) for c in chunker.add(_records(t, 2))])  # 4 chunks
     client.flush()
     acks = client.drain_acks()

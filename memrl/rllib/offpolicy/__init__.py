@@ -4,7 +4,7 @@ Data flows one way, env runners -> replay shards -> learner; weights flow back::
 
     OffPolicyEnvRunner.sample_to_replay      (explore with the module; one stream per env)
         episodes -> EpisodeStreams -> Chunk (seq_len steps, overlap chunk_overlap)
-        -> ShardClient -> shard worker_index % num_shards   (acks back to the driver)
+        -> ShardWriter -> shard worker_index % num_shards   (acks back to the driver)
     OffPolicyLearner.train_from_replay(n)    (PrefetchSampler: burn_in + T steps + stored state)
         SequenceBatch -> SequenceTensors -> learn_on_batch(batch) -> LearnOutput
         -> priorities back to the shards
@@ -47,6 +47,7 @@ shard actor is restored from its last Arrow checkpoint and training continues (s
 :mod:`memrl.rllib.offpolicy.algorithm`).
 """
 
+from memrl.rllib.connectors import compact_state_env_runner_kwargs
 from memrl.rllib.offpolicy.algorithm import (
     REPLAY_DIR,
     OffPolicyAlgorithm,
@@ -56,22 +57,6 @@ from memrl.rllib.offpolicy.algorithm import (
 from memrl.rllib.offpolicy.env_runner import OffPolicyEnvRunner, actor_indices
 from memrl.rllib.offpolicy.learner import LearnOutput, OffPolicyLearner, SequenceTensors
 from memrl.rllib.offpolicy.streams import EpisodeStreams, episode_step_records
-
-
-def compact_state_env_runner_kwargs(memory_len: int = 0) -> dict:
-    """``config.env_runners(**kwargs)`` for a module with memrl's compact per-step state.
-
-    memory_len: the longest window of the module's cores (0 for carry-only cores).
-    """
-    from memrl.rllib.connectors import env_to_module_pipeline, module_to_env_pieces
-
-    return dict(
-        env_to_module_connector=env_to_module_pipeline,
-        add_default_connectors_to_env_to_module_pipeline=False,
-        module_to_env_connector=module_to_env_pieces,
-        episode_lookback_horizon=max(1, memory_len),
-    )
-
 
 __all__ = [
     "REPLAY_DIR",

@@ -17,7 +17,7 @@ that checkpoints each shard to Arrow (in a fresh ``run_*`` folder under
 ``replay.checkpoint_dir``, default ``<logdir>/replay_shards``, removed when the algorithm stops)
 once ``replay.checkpoint_every_steps`` acknowledged steps are unsaved in it. A
 shard actor that dies is restored from its last checkpoint: the env runners' writers
-(:class:`memrl.rllib.offpolicy.replay_client.ShardClient`) keep what the dead actor did not
+(:class:`memrl.replay.shard_writer.ShardWriter`) keep what the dead actor did not
 acknowledge and re-send it once the driver pushes them the new handle table; the learner in the
 driver samples through the supervisor's sampler. Exactly the steps the dead actor acknowledged
 after its last checkpoint are lost; they are logged (a warning naming the shard) and reported as
@@ -46,6 +46,7 @@ from ray.rllib.utils.metrics import (
     TIMERS,
 )
 
+from memrl.config import ReplaySection
 from memrl.replay import ChunkConfig, ReplayConfig
 from memrl.rllib.offpolicy.env_runner import OffPolicyEnvRunner
 
@@ -55,27 +56,6 @@ _NEVER = 2**62  # checkpoint_every_steps 0: no step count is ever reached
 
 REPLAY_DIR = "replay"
 """Folder of the replay shards inside an algorithm checkpoint."""
-
-# Keys of OffPolicyConfig.replay besides ReplayConfig's own fields.
-_REPLAY_EXTRA = {
-    "num_shards": 1,
-    "chunk_overlap": 40,
-    "prefetch": 3,
-    "checkpoint_every": 1,
-    "rollout_fragment_length": 40,
-    "checkpoint_every_steps": 50_000,
-    "checkpoint_dir": None,
-}
-_REPLAY_FIELDS = (
-    "capacity",
-    "burn_in",
-    "seq_len",
-    "state_storage",
-    "prioritized",
-    "alpha",
-    "beta",
-    "eta",
-)
 
 
 def space_layout(space: Any, what: str) -> tuple[tuple[int, ...], str]:
@@ -98,7 +78,7 @@ class OffPolicyConfig(AlgorithmConfig):
 
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class=algo_class)
-        self.replay: dict[str, Any] = {}
+        self.replay = ReplaySection()
         self.sequence_batch_size = 32
         self.min_replay_steps = 1000
         self.updates_per_iteration = 1
@@ -129,9 +109,9 @@ class OffPolicyConfig(AlgorithmConfig):
 
         Raises ValueError for a core that is neither registered nor ``"mlp"``.
         """
+        from memrl.models import check_core_name
+        from memrl.rllib.connectors import compact_state_env_runner_kwargs
         from memrl.rllib.env import register_rllib_env
-        from memrl.rllib.memoryless import check_core_name
-        from memrl.rllib.offpolicy import compact_state_env_runner_kwargs
         from memrl.rllib.ppo import window_memory_len
 
         check_core_name(core)
@@ -163,28 +143,27 @@ class OffPolicyConfig(AlgorithmConfig):
     def offpolicy(
         self,
         *,
-        replay: dict[str, Any] | None = NotProvided,
+        replay: ReplaySection | dict[str, Any] | None = NotProvided,
         sequence_batch_size: int | None = NotProvided,
         min_replay_steps: int | None = NotProvided,
         updates_per_iteration: int | None = NotProvided,
     ) -> OffPolicyConfig:
         """Replay and update schedule.
 
-        replay: ``ReplayConfig`` fields (capacity, burn_in, seq_len, state_storage, prioritized,
-            alpha, beta, eta) plus num_shards, chunk_overlap, prefetch, checkpoint_every,
-            rollout_fragment_length (env steps per env per iteration), checkpoint_every_steps
-            (fault tolerance: checkpoint a shard once this many steps are unsaved in it; 0 =
-            never, a dead shard then restarts empty) and checkpoint_dir (where; None:
-            ``<logdir>/replay_shards``). Unknown keys raise.
+        replay: the :class:`memrl.config.ReplaySection` (or a dict of its keys; the rest keep
+            their defaults): ReplayConfig's capacity, burn_in, seq_len, state_storage,
+            prioritized, alpha, beta, eta, plus num_shards, chunk_overlap, prefetch,
+            checkpoint_every, rollout_fragment_length (env steps per env per iteration),
+            checkpoint_every_steps (fault tolerance: checkpoint a shard once this many steps
+            are unsaved in it; 0 = never, a dead shard then restarts empty) and checkpoint_dir
+            (where; None: ``<logdir>/replay_shards``). Unknown keys raise.
         sequence_batch_size: sequences per update; min_replay_steps: replay size before the
         first update; updates_per_iteration: learner updates per ``training_step``.
         """
-        if replay is not NotProvided:
-            valid = set(_REPLAY_FIELDS) | set(_REPLAY_EXTRA)
-            unknown = sorted(set(replay or {}) - valid)
-            if unknown:
-                raise ValueError(f"unknown replay key(s) {unknown}; valid: {sorted(valid)}")
-            self.replay = dict(replay or {})
+        if isinstance(replay, ReplaySection):
+            self.replay = replay
+        elif replay is not NotProvided:
+            self.replay = ReplaySection.from_dict(replay)
         if sequence_batch_size is not NotProvided:
             self.sequence_batch_size = sequence_batch_size
         if min_replay_steps is not NotProvided:
@@ -192,14 +171,6 @@ class OffPolicyConfig(AlgorithmConfig):
         if updates_per_iteration is not NotProvided:
             self.updates_per_iteration = updates_per_iteration
         return self
-
-    def replay_setting(self, key: str) -> Any:
-        """A replay setting with its default (ReplayConfig's for its own fields)."""
-        if key in self.replay:
-            return self.replay[key]
-        if key in _REPLAY_EXTRA:
-            return _REPLAY_EXTRA[key]
-        return ReplayConfig.__dataclass_fields__[key].default
 
     def validate(self) -> None:
         super().validate()
@@ -213,20 +184,11 @@ class OffPolicyConfig(AlgorithmConfig):
             self._value_error(
                 "memrl's off-policy algorithms support num_learners 0 (in the driver) or 1"
             )
-        ChunkConfig(self.replay_setting("seq_len"), self.replay_setting("chunk_overlap"))
-        every = self.replay_setting("checkpoint_every_steps")
-        if isinstance(every, bool) or not isinstance(every, int) or every < 0:
-            self._value_error(f"replay checkpoint_every_steps must be an int >= 0, got {every!r}")
-        directory = self.replay_setting("checkpoint_dir")
-        if directory is not None and not isinstance(directory, str | Path):
-            self._value_error(
-                f"replay checkpoint_dir must be a path or None, got {type(directory).__name__}"
-            )
 
     @property
     def chunk_config(self) -> ChunkConfig:
         """Chunks are one training sequence long (R2D2: 80 steps, overlap 40)."""
-        return ChunkConfig(self.replay_setting("seq_len"), self.replay_setting("chunk_overlap"))
+        return ChunkConfig(self.replay.seq_len, self.replay.chunk_overlap)
 
 
 class OffPolicyAlgorithm(Algorithm):
@@ -255,32 +217,33 @@ class OffPolicyAlgorithm(Algorithm):
         cfg = self.config
         obs_shape, obs_dtype = space_layout(obs_space, "observation")
         action_shape, action_dtype = space_layout(action_space, "action")
-        num_shards = int(cfg.replay_setting("num_shards"))
+        replay = cfg.replay
+        num_shards = replay.num_shards
         writers = max(cfg.num_env_runners, 1)
         envs_per_shard = cfg.num_envs_per_env_runner * -(-writers // num_shards)
         # Room for twice the streams that write at once, so that a resumed run (new stream ids)
         # keeps the restored streams until their lanes are reused.
         max_streams = 2 * envs_per_shard
-        capacity = int(cfg.replay_setting("capacity"))
+        capacity = replay.capacity
         capacity -= capacity % max_streams
         self.replay_config = ReplayConfig(
             capacity=capacity,
             max_streams=max_streams,
-            burn_in=int(cfg.replay_setting("burn_in")),
-            seq_len=int(cfg.replay_setting("seq_len")),
+            burn_in=replay.burn_in,
+            seq_len=replay.seq_len,
             obs_shape=obs_shape,
             obs_dtype=obs_dtype,
             action_shape=action_shape,
             action_dtype=action_dtype,
-            state_storage=cfg.replay_setting("state_storage"),
-            prioritized=bool(cfg.replay_setting("prioritized")),
-            alpha=float(cfg.replay_setting("alpha")),
-            beta=float(cfg.replay_setting("beta")),
-            eta=float(cfg.replay_setting("eta")),
+            state_storage=replay.state_storage,
+            prioritized=replay.prioritized,
+            alpha=replay.alpha,
+            beta=replay.beta,
+            eta=replay.eta,
             seed=cfg.seed,
         )
-        every = int(cfg.replay_setting("checkpoint_every_steps"))
-        base = Path(cfg.replay_setting("checkpoint_dir") or Path(self.logdir) / "replay_shards")
+        every = replay.checkpoint_every_steps
+        base = Path(replay.checkpoint_dir or Path(self.logdir) / "replay_shards")
         base.mkdir(parents=True, exist_ok=True)
         # One folder per algorithm instance: a restarted Tune trial (same logdir) or a second
         # run with the same checkpoint_dir must not find this one's checkpoints.
@@ -322,7 +285,7 @@ class OffPolicyAlgorithm(Algorithm):
         supervisor = self.supervisor if self.learner_group.is_local else None
         kwargs = dict(
             batch_size=cfg.sequence_batch_size,
-            prefetch=int(cfg.replay_setting("prefetch")),
+            prefetch=cfg.replay.prefetch,
             beta=self.replay_config.beta,
             prioritized=self.replay_config.prioritized,
             eta=self.replay_config.eta,
@@ -377,7 +340,7 @@ class OffPolicyAlgorithm(Algorithm):
         cfg = self.config
         chunk = cfg.chunk_config
         shards, incarnations = self._shard_table()
-        steps = int(cfg.replay_setting("rollout_fragment_length")) * cfg.num_envs_per_env_runner
+        steps = cfg.replay.rollout_fragment_length * cfg.num_envs_per_env_runner
 
         def sample(runner: Any) -> dict:
             return runner.sample_to_replay(shards, steps, chunk, incarnations)
@@ -438,7 +401,7 @@ class OffPolicyAlgorithm(Algorithm):
         """RLlib's checkpoint plus the replay shards under ``<path>/replay`` (every
         ``checkpoint_every``-th save; 0 = never)."""
         out = super().save_to_path(path, **kwargs)
-        every = int(self.config.replay_setting("checkpoint_every"))
+        every = self.config.replay.checkpoint_every
         self._saves += 1
         if every > 0 and (self._saves - 1) % every == 0:
             self._on_learners(lambda learner: learner.detach_replay())  # flush priorities

@@ -2,7 +2,7 @@
 
 Data never passes through the driver: ``sample_to_replay`` samples with the module's exploration
 forward, cuts the episode fragments into chunks (:class:`EpisodeStreams`) and sends them to shard
-``worker_index % num_shards`` (:class:`memrl.rllib.offpolicy.replay_client.ShardClient`, which
+``worker_index % num_shards`` (:class:`memrl.replay.shard_writer.ShardWriter`, which
 survives the shard's death); only metrics and the shard's acknowledgements return to the
 algorithm.
 """
@@ -70,7 +70,7 @@ class OffPolicyEnvRunner(SingleAgentEnvRunner):
         shards / incarnations: the driver's current actor of every shard and its incarnation
         (``ShardSupervisor.current``; None: all 0). A write that finds the shard dead does not
         raise: the chunks are kept until the driver hands over the restored actor (see
-        :class:`ShardClient`).
+        :class:`ShardWriter`).
 
         Returns ``{"env_steps": int, "stored": int (steps new to the shard), "dropped": int,
         "metrics": <this runner's reduced metrics>}`` plus the writer's report (see
@@ -117,12 +117,12 @@ class OffPolicyEnvRunner(SingleAgentEnvRunner):
         dead actor did not acknowledge are re-sent to it (and, with ``flush``, acknowledged
         before returning). Returns :meth:`_writer_report`.
         """
-        from memrl.rllib.offpolicy.replay_client import ShardClient
+        from memrl.replay.shard_writer import ShardWriter
 
         incarnations = list(incarnations) if incarnations is not None else [0] * len(shards)
         index = self.worker_index % len(shards)
         if self._writer is None or self._writer.shard_index != index:
-            self._writer = ShardClient(index, shards[index], incarnations[index])
+            self._writer = ShardWriter(index, shards[index], incarnations[index])
         else:
             self._writer.set_shard(shards[index], incarnations[index])
         if flush:

@@ -7,7 +7,6 @@ sequence replay (see :mod:`memrl.rllib.offpolicy`).
 
 from memrl.rllib.r2d2.algorithm import (
     R2D2,
-    R2D2_DEFAULTS,
     R2D2Config,
     build_r2d2_config,
     r2d2_config,
@@ -23,7 +22,6 @@ from memrl.rllib.r2d2.targets import (
 
 __all__ = [
     "R2D2",
-    "R2D2_DEFAULTS",
     "QHead",
     "R2D2Config",
     "R2D2Learner",

@@ -7,7 +7,7 @@ from typing import Any
 from ray.rllib.algorithms.algorithm_config import NotProvided
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-from memrl.rllib.model_config import ModelConfig
+from memrl.config import SCHEDULE_KEYS, NetworkConfig, R2D2Hyperparameters
 from memrl.rllib.offpolicy import (
     OffPolicyAlgorithm,
     OffPolicyConfig,
@@ -15,45 +15,30 @@ from memrl.rllib.offpolicy import (
 from memrl.rllib.r2d2.learner import R2D2Learner
 from memrl.rllib.r2d2.module import RecurrentQModule
 
-R2D2_DEFAULTS: dict[str, Any] = {
-    "gamma": 0.997,
-    "n_step": 5,
-    "value_rescaling": True,
-    "rescale_eps": 1e-3,
-    "double_q": True,
-    "target_update_period": 2500,
-    "adam_eps": 1e-3,
-    "grad_clip": 40.0,
-    "epsilon": 0.4,
-    "epsilon_alpha": 7.0,
-    "dueling": True,
-    "delta_q_every": 100,
-}
-"""R2D2 settings besides ``lr`` (RLlib's key) and the shared off-policy ones."""
-
 
 class R2D2Config(OffPolicyConfig):
-    """``training(r2d2={...})`` takes keys of ``R2D2_DEFAULTS``; ``lr`` is RLlib's."""
+    """``training(r2d2=...)`` takes the :class:`R2D2Hyperparameters` section (or a dict of its
+    loss keys: the schedule keys are RLlib's ``lr`` and :meth:`offpolicy`'s)."""
 
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class=algo_class or R2D2)
-        self.lr = 1e-4
-        self.r2d2: dict[str, Any] = dict(R2D2_DEFAULTS)
+        self.r2d2 = R2D2Hyperparameters()
+        self.lr = self.r2d2.lr
 
-    def training(self, *, r2d2: dict[str, Any] | None = NotProvided, **kwargs: Any) -> R2D2Config:
+    def training(
+        self, *, r2d2: R2D2Hyperparameters | dict[str, Any] | None = NotProvided, **kwargs: Any
+    ) -> R2D2Config:
         super().training(**kwargs)
-        if r2d2 is not NotProvided:
-            unknown = sorted(set(r2d2 or {}) - set(R2D2_DEFAULTS))
-            if unknown:
-                raise ValueError(f"unknown r2d2 key(s) {unknown}; valid: {sorted(R2D2_DEFAULTS)}")
-            self.r2d2 = {**R2D2_DEFAULTS, **(r2d2 or {})}
+        if isinstance(r2d2, R2D2Hyperparameters):
+            self.r2d2 = r2d2
+        elif r2d2 is not NotProvided:
+            schedule = sorted(set(r2d2 or {}) & set(SCHEDULE_KEYS))
+            if schedule:
+                raise ValueError(
+                    f"r2d2 key(s) {schedule} are the schedule: pass them as lr / offpolicy()"
+                )
+            self.r2d2 = R2D2Hyperparameters.from_dict(r2d2)
         return self
-
-    def validate(self) -> None:
-        super().validate()
-        for key in ("n_step", "target_update_period"):
-            if not isinstance(self.r2d2[key], int) or self.r2d2[key] < 1:
-                self._value_error(f"r2d2.{key} must be a positive int, got {self.r2d2[key]!r}")
 
     def get_default_rl_module_spec(self) -> RLModuleSpec:
         return RLModuleSpec(module_class=RecurrentQModule)
@@ -79,7 +64,7 @@ def r2d2_config(
     model: dict,
     lr: float,
     r2d2: dict,
-    replay: dict,
+    replay: Any,
     batch_size: int,
     learning_starts: int,
     updates_per_iteration: int,
@@ -91,11 +76,23 @@ def r2d2_config(
 ) -> R2D2Config:
     """An R2D2Config training :class:`RecurrentQModule` over ``core`` on ``env``.
 
-    r2d2: keys of ``R2D2_DEFAULTS``; replay: see :meth:`OffPolicyConfig.offpolicy`.
+    r2d2: loss keys of :class:`memrl.config.R2D2Hyperparameters` (``r2d2_kwargs()``); replay:
+    see :meth:`OffPolicyConfig.offpolicy`.
     Raises ValueError for an unknown core, model key, r2d2 key or replay key.
     """
-    ModelConfig.from_dict(model)
-    settings = {**R2D2_DEFAULTS, **r2d2}
+    NetworkConfig.from_dict(model)
+    schedule = sorted(set(r2d2) & set(SCHEDULE_KEYS))
+    if schedule:
+        raise ValueError(f"r2d2 key(s) {schedule} are the schedule: pass them as arguments")
+    settings = R2D2Hyperparameters.from_dict(
+        {
+            **r2d2,
+            "lr": lr,
+            "batch_size": batch_size,
+            "learning_starts": learning_starts,
+            "updates_per_iteration": updates_per_iteration,
+        }
+    )
     return (
         R2D2Config()
         .memory_agent(
@@ -105,19 +102,14 @@ def r2d2_config(
             core=core,
             core_kwargs=core_kwargs,
             model=model,
-            module_settings={
-                "dueling": settings["dueling"],
-                "epsilon": settings["epsilon"],
-                "epsilon_alpha": settings["epsilon_alpha"],
-                "seed": seed,
-            },
+            module_settings={"r2d2": settings, "seed": seed},
             num_env_runners=num_env_runners,
             num_envs_per_env_runner=num_envs_per_env_runner,
             num_learners=num_learners,
             num_gpus_per_learner=num_gpus_per_learner,
             seed=seed,
         )
-        .training(lr=lr, r2d2=r2d2)
+        .training(lr=lr, r2d2=settings)
         .offpolicy(
             replay=replay,
             sequence_batch_size=batch_size,
@@ -130,7 +122,7 @@ def r2d2_config(
 def build_r2d2_config(cfg: Any, resources: Any) -> R2D2Config:
     """The R2D2Config of a validated ``memrl.config.TrainConfig`` on resolved ``resources``
     (the call site in :func:`memrl.train.build_algorithm_config`)."""
-    from memrl.config import resolve_env_id
+    from memrl.envs import resolve_env_id
 
     section = cfg.r2d2
     return r2d2_config(
@@ -138,10 +130,10 @@ def build_r2d2_config(cfg: Any, resources: Any) -> R2D2Config:
         env_config=cfg.task.env_kwargs,
         core=cfg.model.core,
         core_kwargs=dict(cfg.model.core_kwargs),
-        model=dict(cfg.model.network),
+        model=cfg.model.network.set_fields(),
         lr=section.lr,
         r2d2=section.r2d2_kwargs(),
-        replay=cfg.replay.offpolicy_kwargs(cfg.replay_checkpoint_dir),
+        replay=cfg.replay.with_checkpoint_dir(cfg.replay_checkpoint_dir),
         batch_size=section.batch_size,
         learning_starts=section.learning_starts,
         updates_per_iteration=section.updates_per_iteration,

@@ -8,6 +8,7 @@ import torch
 from ray.rllib.core.columns import Columns
 from torch import Tensor
 
+from memrl.config import R2D2Hyperparameters
 from memrl.rllib.module import FIRST
 from memrl.rllib.offpolicy import LearnOutput, OffPolicyLearner, SequenceTensors
 from memrl.rllib.r2d2.targets import n_step_targets
@@ -35,17 +36,17 @@ def unroll(
     return q
 
 
-def r2d2_loss(module: Any, batch: SequenceTensors, cfg: dict[str, Any]) -> dict[str, Tensor]:
+def r2d2_loss(module: Any, batch: SequenceTensors, cfg: R2D2Hyperparameters) -> dict[str, Tensor]:
     """Loss and diagnostics of one R2D2 update (no optimizer step).
 
-    cfg keys: gamma, n_step, value_rescaling, rescale_eps, double_q. Returns ``loss`` (scalar),
+    cfg: reads gamma, n_step, value_rescaling, rescale_eps, double_q. Returns ``loss`` (scalar),
     ``td_abs`` ``[B, T]`` (detached), ``valid`` ``[B, T]`` bool, ``q_mean``.
     """
     burn_in = batch.burn_in
     q = unroll(module, "q", batch, batch.state, burn_in)  # [B, T, A]
     with torch.no_grad():
         q_target = unroll(module, "target", batch, batch.state, burn_in)
-        select = q if cfg.get("double_q", True) else q_target
+        select = q if cfg.double_q else q_target
         best = select.argmax(dim=-1, keepdim=True)
         bootstrap = q_target.gather(-1, best).squeeze(-1)
         target, valid = n_step_targets(
@@ -53,10 +54,10 @@ def r2d2_loss(module: Any, batch: SequenceTensors, cfg: dict[str, Any]) -> dict[
             batch.terminated[:, burn_in:],
             batch.mask[:, burn_in:],
             bootstrap,
-            gamma=cfg["gamma"],
-            n=cfg["n_step"],
-            rescale=cfg.get("value_rescaling", True),
-            rescale_eps=cfg.get("rescale_eps", 1e-3),
+            gamma=cfg.gamma,
+            n=cfg.n_step,
+            rescale=cfg.value_rescaling,
+            rescale_eps=cfg.rescale_eps,
         )
     action = batch.action[:, burn_in:].long()
     q_taken = q.gather(-1, action.unsqueeze(-1)).squeeze(-1)
@@ -107,7 +108,7 @@ class R2D2Learner(OffPolicyLearner):
     def configure_optimizers_for_module(self, module_id: str, config: Any = None) -> None:
         module = self._module[module_id].unwrapped()
         params = list(module.q.parameters())
-        optimizer = torch.optim.Adam(params, lr=config.lr, eps=config.r2d2["adam_eps"])
+        optimizer = torch.optim.Adam(params, lr=config.lr, eps=config.r2d2.adam_eps)
         self.register_optimizer(
             module_id=module_id, optimizer=optimizer, params=params, lr_or_lr_schedule=config.lr
         )
@@ -115,15 +116,15 @@ class R2D2Learner(OffPolicyLearner):
     def learn_on_batch(self, batch: SequenceTensors) -> LearnOutput:
         cfg = self.config.r2d2
         module = self.rl_module
-        measure = cfg["delta_q_every"] > 0 and self.updates % cfg["delta_q_every"] == 0
+        measure = cfg.delta_q_every > 0 and self.updates % cfg.delta_q_every == 0
         if measure:
             self._delta_q = delta_q(module, batch)
         # The latest measurement is reported with every update, so that each iteration's
         # results hold it even when no update of that iteration measured.
         dq = getattr(self, "_delta_q", None)
         out = r2d2_loss(module, batch, cfg)
-        grad_norm = self.optimizer_step(out["loss"], grad_clip=cfg["grad_clip"])
-        if (self.updates + 1) % cfg["target_update_period"] == 0:
+        grad_norm = self.optimizer_step(out["loss"], grad_clip=cfg.grad_clip)
+        if (self.updates + 1) % cfg.target_update_period == 0:
             module.sync_target()
         metrics = {
             "q_loss": out["loss"].detach(),

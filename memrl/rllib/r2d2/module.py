@@ -2,11 +2,13 @@
 
     obs --encoder--> features --core(state, first)--> y --Q head--> Q [*, num_actions]
 
-``model_config`` keys: ``core`` (a ``memrl.models`` name or ``"mlp"``), ``core_kwargs``,
-``model`` (:class:`memrl.rllib.model_config.ModelConfig`: encoder_hiddens, head_hiddens, ...),
-``dueling`` (bool). Batches and state follow :class:`memrl.rllib.module.MemoryActorCritic`:
-``OBS [B, T, ...]``, ``first [B, T]`` and ``STATE_IN`` for a stateful core; the env runners store
-the compact per-step record of the state (:mod:`memrl.rllib.state`).
+``model_config`` keys: ``core`` (a ``memrl.models`` name; ``"mlp"`` has no state), ``core_kwargs``,
+``model`` (:class:`memrl.config.NetworkConfig`: encoder_hiddens, head_hiddens, ...),
+``r2d2`` (the validated :class:`memrl.config.R2D2Hyperparameters`: ``dueling``, ``epsilon``,
+``epsilon_alpha``), ``seed``. Batches and state follow
+:class:`memrl.rllib.module.MemoryActorCritic`: ``OBS [B, T, ...]``, ``first [B, T]`` and
+``STATE_IN`` for a stateful core; the env runners store the compact per-step record of the
+state (:mod:`memrl.rllib.state`).
 
 Exploration is epsilon-greedy with one epsilon per env (Ape-X, see ``configure_actors``);
 inference is greedy. The learner-side module also holds a target copy (``target``), excluded
@@ -26,10 +28,9 @@ from ray.rllib.core.rl_module.apis import InferenceOnlyAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import Tensor, nn
 
-from memrl.models import StateSpec
+from memrl.config import NetworkConfig
+from memrl.models import StateSpec, check_core_name
 from memrl.rllib.encoders import mlp
-from memrl.rllib.memoryless import check_core_name
-from memrl.rllib.model_config import ModelConfig
 from memrl.rllib.module import FIRST, Branch
 from memrl.rllib.r2d2.targets import ape_x_epsilons
 
@@ -64,7 +65,7 @@ class QNetwork(nn.Module):
         num_actions: int,
         core: str,
         core_kwargs: dict,
-        cfg: ModelConfig,
+        cfg: NetworkConfig,
         dueling: bool,
     ) -> None:
         super().__init__()
@@ -84,28 +85,29 @@ class RecurrentQModule(TorchRLModule, InferenceOnlyAPI):
     """R2D2's Q-network over a memory core; see the module docstring."""
 
     def setup(self) -> None:
-        cfg = self.model_config or {}
-        core = cfg.get("core")
+        cfg = self.model_config
+        core = cfg["core"]
         check_core_name(core, "model_config['core']")
         if not isinstance(self.action_space, gym.spaces.Discrete):
             raise ValueError(
                 f"recurrent Q-learning needs a Discrete action space, got {self.action_space}"
             )
         self.num_actions = int(self.action_space.n)
-        self.model_cfg = ModelConfig.from_dict(cfg.get("model"))
+        self.model_cfg = NetworkConfig.from_dict(cfg["model"])
+        self.settings = cfg["r2d2"]  # the validated R2D2Hyperparameters (set by r2d2_config)
         self.q = QNetwork(
             self.observation_space,
             self.num_actions,
             core,
-            dict(cfg.get("core_kwargs") or {}),
+            dict(cfg["core_kwargs"]),
             self.model_cfg,
-            bool(cfg.get("dueling", True)),
+            self.settings.dueling,
         )
         if not self.inference_only:
             self.target = copy.deepcopy(self.q)
             self.target.requires_grad_(False)
         self.epsilons = torch.zeros(0)  # per exploration row; not a parameter, not saved
-        self._rng = torch.Generator().manual_seed(int(cfg.get("seed") or 0))
+        self._rng = torch.Generator().manual_seed(int(cfg["seed"] or 0))
 
     # --- state --------------------------------------------------------------------------------
     @property
@@ -113,11 +115,9 @@ class RecurrentQModule(TorchRLModule, InferenceOnlyAPI):
         return self.q.branch.stateful
 
     def state_spec(self) -> dict[str, StateSpec]:
-        return self.q.branch.core.state_spec() if self.stateful else {}
+        return self.q.branch.core.state_spec()
 
     def get_initial_state(self) -> dict[str, np.ndarray]:
-        if not self.stateful:
-            return {}
         return {k: v[0].cpu().numpy() for k, v in self.q.branch.core.initial_state(1).items()}
 
     def get_non_inference_attributes(self) -> list[str]:
@@ -126,12 +126,9 @@ class RecurrentQModule(TorchRLModule, InferenceOnlyAPI):
     # --- exploration --------------------------------------------------------------------------
     def configure_actors(self, actor_ids: np.ndarray, num_actors: int) -> None:
         """Ape-X epsilons of this env runner's envs (called by OffPolicyEnvRunner)."""
-        cfg = self.model_config or {}
-        eps = ape_x_epsilons(
-            int(num_actors), float(cfg.get("epsilon", 0.4)), float(cfg.get("epsilon_alpha", 7.0))
-        )
+        eps = ape_x_epsilons(int(num_actors), self.settings.epsilon, self.settings.epsilon_alpha)
         self.epsilons = torch.as_tensor(eps[np.asarray(actor_ids)], dtype=torch.float32)
-        seed = cfg.get("seed")
+        seed = self.model_config["seed"]
         if seed is not None:
             self._rng = torch.Generator().manual_seed(int(seed) * 1000 + int(actor_ids[0]))
 
@@ -159,7 +156,7 @@ class RecurrentQModule(TorchRLModule, InferenceOnlyAPI):
         rows = greedy.shape[0]
         eps = self.epsilons
         if eps.numel() != rows:  # not configured (e.g. a plain env runner): the base epsilon
-            eps = torch.full((rows,), float((self.model_config or {}).get("epsilon", 0.4)))
+            eps = torch.full((rows,), float(self.settings.epsilon))
         # One draw per row, shaped like the actions so nothing broadcasts across rows.
         shape = greedy.shape
         explore = torch.rand(shape, generator=self._rng) < eps.view(-1, *[1] * (len(shape) - 1))

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from memrl.rllib.td3.networks import TD3Networks
-from memrl.rllib.td3.update import TD3Hyperparameters, TD3Update, UpdateResult
+from memrl.rllib.td3.update import TD3Update, UpdateResult
 
 _LAZY = {"TD3", "TD3Config", "build_td3_config"}
 
@@ -31,7 +31,6 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "TD3",
     "TD3Config",
-    "TD3Hyperparameters",
     "TD3Networks",
     "TD3Update",
     "UpdateResult",

@@ -15,16 +15,14 @@ from typing import Any
 from ray.rllib.algorithms.algorithm_config import NotProvided
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
+from memrl.config import TD3Hyperparameters
 from memrl.rllib.offpolicy import (
     OffPolicyAlgorithm,
     OffPolicyConfig,
 )
 from memrl.rllib.td3.learner import TD3Learner
 from memrl.rllib.td3.module import TD3Module
-from memrl.rllib.td3.update import TD3Hyperparameters
-
-# Keys of the td3 section that are the off-policy schedule, not the update's settings.
-_SCHEDULE = ("batch_size", "learning_starts", "updates_per_iteration")
+from memrl.rllib.td3.networks import td3_network
 
 
 class TD3Config(OffPolicyConfig):
@@ -32,24 +30,22 @@ class TD3Config(OffPolicyConfig):
 
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class=algo_class or TD3)
-        self.td3: dict[str, Any] = TD3Hyperparameters().to_dict()
+        self.td3 = TD3Hyperparameters()
         # The module emits actions inside the Box already (tanh scaled to the bounds, clipped
         # noise): RLlib must not unsquash them again.
         self.normalize_actions = False
         self.clip_actions = False
 
-    def training(self, *, td3: dict[str, Any] | None = NotProvided, **kwargs: Any) -> TD3Config:
+    def training(
+        self, *, td3: TD3Hyperparameters | dict[str, Any] | None = NotProvided, **kwargs: Any
+    ) -> TD3Config:
+        """``td3``: the section, or a dict of its keys over the current values."""
         super().training(**kwargs)
-        if td3 is not NotProvided:
-            self.td3 = TD3Hyperparameters.from_dict({**self.td3, **(td3 or {})}).to_dict()
+        if isinstance(td3, TD3Hyperparameters):
+            self.td3 = td3
+        elif td3 is not NotProvided:
+            self.td3 = TD3Hyperparameters.from_dict({**self.td3.model_dump(), **(td3 or {})})
         return self
-
-    def validate(self) -> None:
-        super().validate()
-        try:
-            TD3Hyperparameters.from_dict(self.td3)
-        except ValueError as err:
-            self._value_error(str(err))
 
     def get_default_rl_module_spec(self) -> RLModuleSpec:
         return RLModuleSpec(module_class=TD3Module)
@@ -73,8 +69,8 @@ def td3_config(
     core: str,
     core_kwargs: dict,
     model: dict,
-    td3: dict,
-    replay: dict,
+    td3: TD3Hyperparameters | dict,
+    replay: Any,
     num_env_runners: int,
     num_envs_per_env_runner: int,
     num_learners: int,
@@ -91,14 +87,8 @@ def td3_config(
         ValueError: an unknown core, model key, td3 key or replay key, a bad value, or an
             empty ``model.head_hiddens``.
     """
-    hp = TD3Hyperparameters.from_dict(td3)
-    if "shared_core" in (model or {}):
-        raise ValueError("model.network.shared_core is PPO's setting; for TD3 set td3.shared_core")
-    if not (model or {}).get("head_hiddens"):
-        raise ValueError(
-            "TD3 needs non-empty model.network.head_hiddens (e.g. [256, 256]): a Q head linear "
-            "in the action gives the actor a constant gradient"
-        )
+    hp = td3 if isinstance(td3, TD3Hyperparameters) else TD3Hyperparameters.from_dict(td3)
+    td3_network(model)  # fail here, not inside an env runner
     return (
         TD3Config()
         .memory_agent(
@@ -108,17 +98,14 @@ def td3_config(
             core=core,
             core_kwargs=core_kwargs,
             model=model,
-            module_settings={
-                "shared_core": hp.shared_core,
-                "exploration_noise": hp.exploration_noise,
-            },
+            module_settings={"td3": hp},
             num_env_runners=num_env_runners,
             num_envs_per_env_runner=num_envs_per_env_runner,
             num_learners=num_learners,
             num_gpus_per_learner=num_gpus_per_learner,
             seed=seed,
         )
-        .training(td3=hp.to_dict())
+        .training(td3=hp)
         .offpolicy(
             replay=replay,
             sequence_batch_size=hp.batch_size,
@@ -131,16 +118,16 @@ def td3_config(
 def build_td3_config(cfg: Any, resources: Any) -> TD3Config:
     """The TD3Config of a validated ``memrl.config.TrainConfig`` on resolved ``resources``
     (the call site in :func:`memrl.train.build_algorithm_config`)."""
-    from memrl.config import resolve_env_id
+    from memrl.envs import resolve_env_id
 
     return td3_config(
         env=resolve_env_id(cfg.task.env_name),
         env_config=cfg.task.env_kwargs,
         core=cfg.model.core,
         core_kwargs=dict(cfg.model.core_kwargs),
-        model=dict(cfg.model.network),
-        td3=cfg.td3.model_dump(),
-        replay=cfg.replay.offpolicy_kwargs(cfg.replay_checkpoint_dir),
+        model=cfg.model.network.set_fields(),
+        td3=cfg.td3,
+        replay=cfg.replay.with_checkpoint_dir(cfg.replay_checkpoint_dir),
         num_env_runners=resources.num_env_runners,
         num_envs_per_env_runner=resources.num_envs_per_env_runner,
         num_learners=resources.num_learners,

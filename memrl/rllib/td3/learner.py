@@ -16,14 +16,14 @@ import torch
 from ray.rllib.core import DEFAULT_MODULE_ID
 
 from memrl.rllib.offpolicy import LearnOutput, OffPolicyLearner, SequenceTensors
-from memrl.rllib.td3.update import TD3Hyperparameters, TD3Update
+from memrl.rllib.td3.update import TD3Update
 
 
 class TD3Learner(OffPolicyLearner):
     """Recurrent TD3 updates on replayed sequences (``config.td3`` holds the hyperparameters)."""
 
     def configure_optimizers_for_module(self, module_id: str, config: Any = None) -> None:
-        hp = TD3Hyperparameters.from_dict(config.td3)
+        hp = config.td3
         networks = self._module[module_id].unwrapped().networks
         for name, params, lr in (
             ("actor", networks.actor_parameters(), hp.actor_lr),
@@ -43,7 +43,7 @@ class TD3Learner(OffPolicyLearner):
         seed = self.config.seed
         self._td3 = TD3Update(
             module.networks,
-            TD3Hyperparameters.from_dict(self.config.td3),
+            self.config.td3,
             device=self._device,
             seed=None if seed is None else int(seed) + 17,
             actor_optimizer=self.get_optimizer(DEFAULT_MODULE_ID, "actor"),

@@ -21,11 +21,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from memrl.config import TD3Hyperparameters
 from memrl.replay import ChunkConfig, ChunkWriter, ReplayConfig, ReplayShard, sequence_priority
 from memrl.rllib.state import step_record
 from memrl.rllib.td3.losses import gaussian_exploration
 from memrl.rllib.td3.networks import PREV_ACTION, TD3Networks
-from memrl.rllib.td3.update import TD3Hyperparameters, TD3Update
+from memrl.rllib.td3.update import TD3Update
 
 log = logging.getLogger(__name__)
 

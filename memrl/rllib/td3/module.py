@@ -8,7 +8,8 @@ state *and* ``prev_action`` = the action actually sent to the env (noise include
 per-step records replay stores are the state the actor and critic had.
 
 ``model_config`` keys (set by :func:`memrl.rllib.td3.build_td3_config`): ``core``,
-``core_kwargs``, ``model`` (encoder/head settings), ``shared_core``, ``exploration_noise``
+``core_kwargs``, ``model`` (encoder/head settings), ``td3`` (the validated
+:class:`memrl.config.TD3Hyperparameters`: ``shared_core``, ``exploration_noise``)
 (std in half action ranges), ``max_seq_len`` (sequence length, for RLlib's bookkeeping).
 
 Exploration: ``forward_exploration`` adds ``N(0, (exploration_noise * (high - low) / 2)^2)`` and
@@ -43,19 +44,17 @@ class TD3Module(TorchRLModule, InferenceOnlyAPI):
     """
 
     def setup(self) -> None:
-        cfg = self.model_config or {}
+        cfg = self.model_config
+        hp = cfg["td3"]  # the validated TD3Hyperparameters (set by td3_config)
         self.networks = TD3Networks(
             self.observation_space,
             self.action_space,
-            core=cfg.get("core"),
-            core_kwargs=cfg.get("core_kwargs"),
-            network=cfg.get("model"),
-            shared_core=bool(cfg.get("shared_core", False)),
+            core=cfg["core"],
+            core_kwargs=cfg["core_kwargs"],
+            network=cfg["model"],
+            shared_core=hp.shared_core,
         )
-        noise = cfg.get("exploration_noise", 0.1)
-        if not isinstance(noise, int | float) or noise < 0:
-            raise ValueError(f"td3.exploration_noise must be a number >= 0, got {noise!r}")
-        self.exploration_noise = float(noise)
+        self.exploration_noise = float(hp.exploration_noise)
         self.register_buffer("uniform_exploration", torch.ones(()))
         if not self.inference_only:
             self.target_networks = copy.deepcopy(self.networks).requires_grad_(False)

@@ -21,7 +21,7 @@ critic loss trains it: the actor head reads its features detached.
 State (``state_spec()``): the core fields, prefixed ``actor/`` and ``critic/`` with separate
 cores (unprefixed with a shared core), plus the carry ``prev_action`` ``[A]`` (env units): the
 action taken at the step before, so that a replayed sequence knows ``a_{t-1}`` of its first
-step. The memoryless core ``"mlp"`` reads the observation only and has no state.
+step. A core without state (``"mlp"``) reads the observation only; the module then has none.
 """
 
 from __future__ import annotations
@@ -34,10 +34,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from memrl.models import StateSpec, make_core
+from memrl.config import NetworkConfig
+from memrl.models import StateSpec, check_core_name, make_core, state_kinds
 from memrl.rllib.encoders import build_encoder, mlp
-from memrl.rllib.memoryless import MEMORYLESS, MLPCore, check_core_name
-from memrl.rllib.model_config import ModelConfig
 
 ACTOR = "actor/"
 CRITIC = "critic/"
@@ -57,6 +56,24 @@ def check_action_space(space: gym.Space) -> gym.spaces.Box:
     if np.any(space.high <= space.low):
         raise ValueError(f"TD3 needs high > low in every action dim, got {space}")
     return space
+
+
+def td3_network(network: Mapping[str, Any] | None) -> NetworkConfig:
+    """The validated ``model.network`` keys given for TD3.
+
+    Raises ValueError for a bad key, PPO's ``shared_core`` (TD3 has ``td3.shared_core``), or an
+    empty ``head_hiddens`` (a Q head linear in the action gives the actor a constant gradient).
+    """
+    network = dict(network or {})
+    if "shared_core" in network:
+        raise ValueError("model.network.shared_core is PPO's setting; for TD3 set td3.shared_core")
+    cfg = NetworkConfig.from_dict(network)
+    if not cfg.head_hiddens:
+        raise ValueError(
+            "TD3 needs non-empty model.network.head_hiddens (e.g. [256, 256]): a Q head linear "
+            "in the action gives the actor a constant gradient"
+        )
+    return cfg
 
 
 class ActionScale(nn.Module):
@@ -92,28 +109,31 @@ class History(nn.Module):
     """
 
     def __init__(
-        self, obs_space: gym.Space, action_dim: int, core: str, core_kwargs: dict, cfg: ModelConfig
+        self,
+        obs_space: gym.Space,
+        action_dim: int,
+        core: str,
+        core_kwargs: dict,
+        cfg: NetworkConfig,
     ) -> None:
         super().__init__()
         self.encoder = build_encoder(obs_space, cfg)
-        self.stateful = core != MEMORYLESS
-        if self.stateful:
-            self.core: nn.Module = make_core(core, self.encoder.out_dim + action_dim, **core_kwargs)
-        else:
-            self.core = MLPCore(self.encoder.out_dim, **core_kwargs)
+        # A core without state gets no action input: it could not remember a_{t-1} anyway.
+        self.stateful = bool(state_kinds(core, **core_kwargs))
+        in_dim = self.encoder.out_dim + (action_dim if self.stateful else 0)
+        self.core = make_core(core, in_dim, **core_kwargs)
         self.output_dim: int = self.core.output_dim
 
     def forward(
         self, obs: Any, prev_action: Tensor, state: dict[str, Tensor] | None, first: Tensor
     ) -> tuple[Tensor, dict[str, Tensor]]:
         features = self.encoder(obs)
-        if not self.stateful:
-            return self.core(features), {}
-        x = torch.cat([features, prev_action.to(features.dtype)], dim=-1)
-        return self.core(x, state, first)
+        if self.stateful:
+            features = torch.cat([features, prev_action.to(features.dtype)], dim=-1)
+        return self.core(features, state, first)
 
 
-class QHead(nn.Module):
+class CriticHead(nn.Module):
     """``[features, unit action]`` -> Q ``[..., ]`` (the trailing 1 squeezed)."""
 
     def __init__(self, in_dim: int, action_dim: int, hiddens: tuple[int, ...], act: str) -> None:
@@ -136,9 +156,9 @@ class TD3Networks(nn.Module):
 
     Args:
         obs_space, action_space: gymnasium spaces (the action space a rank-1 float Box).
-        core: a name of ``memrl.models.CORES`` or ``"mlp"``.
+        core: a name of ``memrl.models.CORES``.
         core_kwargs: the core's hyperparameters (the same for actor and critic cores).
-        network: encoder/head settings, keys of :class:`memrl.rllib.model_config.ModelConfig`;
+        network: encoder/head settings, keys of :class:`memrl.config.NetworkConfig`;
             ``head_hiddens`` must be non-empty (a Q head linear in the action would give the
             actor a constant gradient); ``shared_core`` and ``log_std_init`` are not used here.
         shared_core: one history for actor and critics (trained by the critic loss only).
@@ -159,17 +179,7 @@ class TD3Networks(nn.Module):
         super().__init__()
         space = check_action_space(action_space)
         check_core_name(core)
-        network = dict(network or {})
-        if "shared_core" in network:
-            raise ValueError(
-                "model.network.shared_core is PPO's setting; for TD3 set td3.shared_core"
-            )
-        cfg = ModelConfig.from_dict(network)
-        if not cfg.head_hiddens:
-            raise ValueError(
-                "TD3 needs non-empty model.network.head_hiddens (e.g. [256, 256]): a Q head "
-                "linear in the action gives the actor a constant gradient"
-            )
+        cfg = td3_network(network)
         if not isinstance(shared_core, bool):
             raise ValueError(f"td3.shared_core must be a bool, got {shared_core!r}")
         core_kwargs = dict(core_kwargs or {})
@@ -188,7 +198,7 @@ class TD3Networks(nn.Module):
             actor_body, nn.Linear(actor_out, self.action_dim), nn.Tanh()
         )
         self.q_heads = nn.ModuleList(
-            QHead(feat, self.action_dim, cfg.head_hiddens, cfg.activation) for _ in range(2)
+            CriticHead(feat, self.action_dim, cfg.head_hiddens, cfg.activation) for _ in range(2)
         )
         self.stateful = self.critic_history.stateful
         self._prefix = (

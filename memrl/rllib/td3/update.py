@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from memrl.config import TD3Hyperparameters
 from memrl.replay.batch import SequenceBatch
 from memrl.rllib.td3.losses import (
     bootstrap_targets,
@@ -36,77 +37,6 @@ from memrl.rllib.td3.losses import (
     td_step_mask,
 )
 from memrl.rllib.td3.networks import PREV_ACTION, TD3Networks
-
-
-@dataclass(frozen=True)
-class TD3Hyperparameters:
-    """The ``td3:`` config section. Defaults: Fujimoto et al. (2018), Ni et al. (2022)."""
-
-    actor_lr: float = 3e-4
-    """Adam learning rate of the actor (its head, and its history unless shared)."""
-    critic_lr: float = 3e-4
-    """Adam learning rate of the twin critics and their history."""
-    gamma: float = 0.99
-    """Discount factor."""
-    tau: float = 0.005
-    """Polyak rate of the target networks."""
-    policy_delay: int = 2
-    """Critic steps per actor step (and per target update)."""
-    target_noise: float = 0.2
-    """Std of the target-policy smoothing noise, in half action ranges."""
-    target_noise_clip: float = 0.5
-    """Clip of that noise, in half action ranges."""
-    exploration_noise: float = 0.1
-    """Std of the Gaussian exploration noise in the env runners, in half action ranges."""
-    shared_core: bool = False
-    """One history (encoder + core) for actor and critics, trained by the critic loss only."""
-    batch_size: int = 32
-    """Sequences per update."""
-    learning_starts: int = 1000
-    """Env steps sampled (with uniform random actions) before the first update."""
-    updates_per_iteration: int = 1
-    """Updates per training iteration."""
-    grad_clip: float | None = None
-    """Global grad-norm clip of each loss (None = off)."""
-
-    def __post_init__(self) -> None:
-        for name in ("actor_lr", "critic_lr"):
-            _check(name, getattr(self, name), getattr(self, name) > 0, "> 0")
-        _check("gamma", self.gamma, 0 <= self.gamma <= 1, "in [0, 1]")
-        _check("tau", self.tau, 0 < self.tau <= 1, "in (0, 1]")
-        for name in ("target_noise", "target_noise_clip", "exploration_noise"):
-            _check(name, getattr(self, name), getattr(self, name) >= 0, ">= 0")
-        for name, low in (
-            ("policy_delay", 1),
-            ("batch_size", 1),
-            ("learning_starts", 0),
-            ("updates_per_iteration", 1),
-        ):
-            value = getattr(self, name)
-            _check(name, value, isinstance(value, int) and value >= low, f"an int >= {low}")
-        _check("shared_core", self.shared_core, isinstance(self.shared_core, bool), "a bool")
-        if self.grad_clip is not None:
-            _check("grad_clip", self.grad_clip, self.grad_clip > 0, "> 0 or null")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> TD3Hyperparameters:
-        """Validate ``data`` (None = defaults); an unknown key raises listing the valid ones."""
-        data = dict(data or {})
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(valid))
-        if unknown:
-            raise ValueError(f"unknown td3 key(s) {unknown}; valid: {', '.join(valid)}")
-        return cls(**data)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _check(name: str, value: Any, ok: bool, rule: str) -> None:
-    if isinstance(value, float) and not math.isfinite(value):
-        ok = False
-    if not ok:
-        raise ValueError(f"td3.{name} must be {rule}, got {value!r}")
 
 
 @dataclass

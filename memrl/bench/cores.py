@@ -52,6 +52,12 @@ COLUMNS = (
     "train_timesteps_per_s",
 )
 DEFAULT_CONTEXTS = (64, 128, 256, 512, 1024)
+# "<window core>+kv": that core acting with the K/V cache (memrl.models.kv_cache); training is
+# the core's own. State bytes of such a row are the live acting state: window plus cache.
+KV_SUFFIX = "+kv"
+KV_CORES = ("trxl", "gtrxl", "local_xl")
+ALL_NAMES = (*CORES, *(c + KV_SUFFIX for c in KV_CORES))
+DEFAULT_CORES = (*stateful_cores(), "gtrxl" + KV_SUFFIX)
 # The ReLiT paper's claims against GTrXL (abstract of arXiv 2310.15719).
 RELIT_LATENCY_CLAIM = 0.6  # AReLiT step cost / GTrXL step cost at most this ("40% cheaper")
 RELIT_MEMORY_CLAIM = 0.5  # AReLiT state / GTrXL state below this ("more than 50% less")
@@ -64,10 +70,10 @@ def parse_cores(text: str) -> list[str]:
     """Comma-separated core names; ValueError naming ``--cores`` and the valid names."""
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
-        raise ValueError(f"--cores must name at least one core; valid: {', '.join(CORES)}")
-    unknown = [n for n in names if n not in CORES]
+        raise ValueError(f"--cores must name at least one core; valid: {', '.join(ALL_NAMES)}")
+    unknown = [n for n in names if n not in ALL_NAMES]
     if unknown:
-        raise ValueError(f"--cores: unknown core(s) {unknown}; valid: {', '.join(CORES)}")
+        raise ValueError(f"--cores: unknown core(s) {unknown}; valid: {', '.join(ALL_NAMES)}")
     return names
 
 
@@ -96,8 +102,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cores",
         type=_argparse_type(parse_cores),
-        default=list(stateful_cores()),
-        help="comma-separated cores (default: every core with state)",
+        default=list(DEFAULT_CORES),
+        help=f"comma-separated cores (default: every core with state, and {KV_SUFFIX!r} rows "
+        f"{', '.join(c for c in DEFAULT_CORES if c.endswith(KV_SUFFIX))}; a window core with "
+        f"{KV_SUFFIX!r} acts with its K/V cache)",
     )
     parser.add_argument(
         "--contexts",
@@ -233,22 +241,44 @@ def full_state(core: MemoryCore, batch: int, device: str, dtype: torch.dtype) ->
 
 
 def step_latency_us(
-    core: MemoryCore, state: dict, device: str, dtype: torch.dtype, repeats: int
+    core: MemoryCore,
+    state: dict,
+    device: str,
+    dtype: torch.dtype,
+    repeats: int,
+    cached: bool = False,
 ) -> float:
-    """Median microseconds of a one-step call with the state carried between calls."""
+    """Median microseconds of a one-step call with the state carried between calls
+    (``cached``: :func:`memrl.models.kv_cache.act`, its cache carried too; the first warm-up
+    call builds it)."""
+    from memrl.models.kv_cache import act
+
     batch = next(iter(state.values())).shape[0]
     x = torch.randn(batch, 1, core.input_dim, device=device, dtype=dtype)
     core.eval()
     times = []
+    cache = None
     with torch.inference_mode():
         for i in range(repeats + 3):  # 3 warm-up calls
             _sync(device)
             start = time.perf_counter()
-            _, state = core(x, state)
+            if cached:
+                _, state, cache = act(core, x, state, None, cache)
+            else:
+                _, state = core(x, state)
             _sync(device)
             if i >= 3:
                 times.append(time.perf_counter() - start)
     return statistics.median(times) * 1e6
+
+
+def cache_bytes(core: MemoryCore) -> int:
+    """Bytes of one environment's K/V cache (keys, values and its version)."""
+    from memrl.models.kv_cache import cache_shapes
+
+    item = torch.empty((), dtype=core.state_dtype).element_size()
+    shapes = cache_shapes(core)
+    return 2 * torch.Size(shapes["kv_keys"]).numel() * item + 8
 
 
 def train_timesteps_per_s(
@@ -290,7 +320,7 @@ def measure(settings: Settings, console: Console | None = None) -> list[dict[str
     classes: dict[str, type[MemoryCore]] = {}
     rows: list[dict[str, Any]] = []
     for name in settings.cores:
-        cls, reason = _load(name)
+        cls, reason = _load(name.removesuffix(KV_SUFFIX))
         if cls is None:
             log.warning("skipping core %r: %s", name, reason)
             rows.append(
@@ -336,10 +366,13 @@ def _measure_into(
                         kwargs = core_kwargs(cls, settings.d_model, settings.num_layers, context)
                         built = cls(settings.d_model, **kwargs).to(device, settings.dtype)
                     state = full_state(built, settings.batch, device, settings.dtype)
+                    cached = name.endswith(KV_SUFFIX)
                     latency = step_latency_us(
-                        built, state, device, settings.dtype, settings.repeats
+                        built, state, device, settings.dtype, settings.repeats, cached
                     )
-                    if throughput is None or uses_context(cls):
+                    if cached:
+                        throughput = None  # training is the core's own: see its row
+                    elif throughput is None or uses_context(cls):
                         # A carry core's training cost does not depend on the context: measure
                         # it once per device (latency and state are still measured per context).
                         throughput = train_timesteps_per_s(
@@ -356,19 +389,20 @@ def _measure_into(
                             "context": context,
                             "device": device,
                             "step_latency_us": latency,
-                            "state_bytes": state_bytes(built),
+                            "state_bytes": state_bytes(built)
+                            + (cache_bytes(built) if cached else 0),
                             "train_timesteps_per_s": throughput,
                             "skipped": None,
                         }
                     )
                     log.info(
-                        "%s ctx=%d %s: %.0f us/step, %d state bytes, %.0f train steps/s",
+                        "%s ctx=%d %s: %.0f us/step, %d state bytes, %s train steps/s",
                         name,
                         context,
                         device,
                         latency,
                         rows[-1]["state_bytes"],
-                        throughput,
+                        "-" if throughput is None else f"{throughput:.0f}",
                     )
                     progress.advance(task)
 
@@ -392,19 +426,23 @@ def relit_claims(rows: Sequence[dict[str, Any]]) -> list[str]:
             f"{contexts[0]}: {growth:.2f}x ({flat}, tolerance {FLAT_TOLERANCE}){beside}; "
             f"state bytes {sorted({by[('arelit', c)]['state_bytes'] for c in contexts})}"
         )
-        for c in contexts:
-            if ("gtrxl", c) not in by:
-                continue
-            a, g = by[("arelit", c)], by[("gtrxl", c)]
-            latency = a["step_latency_us"] / g["step_latency_us"]
-            memory = a["state_bytes"] / g["state_bytes"]
-            latency_ok = "holds" if latency <= RELIT_LATENCY_CLAIM else "fails"
-            memory_ok = "holds" if memory < RELIT_MEMORY_CLAIM else "fails"
-            lines.append(
-                f"- {device}, GTrXL memory_len={c}: AReLiT/GTrXL step latency {latency:.2f} "
-                f"(claim <= {RELIT_LATENCY_CLAIM}: {latency_ok}), state bytes {memory:.3f} "
-                f"(claim < {RELIT_MEMORY_CLAIM}: {memory_ok})"
-            )
+        cached = [by[("gtrxl+kv", c)]["step_latency_us"] for c in contexts if ("gtrxl+kv", c) in by]
+        if len(cached) > 1:
+            lines[-1] += f"; cached GTrXL's grows {cached[-1] / cached[0]:.1f}x"
+        for baseline, label in (("gtrxl", "GTrXL"), ("gtrxl+kv", "cached GTrXL")):
+            for c in contexts:
+                if (baseline, c) not in by:
+                    continue
+                a, g = by[("arelit", c)], by[(baseline, c)]
+                latency = a["step_latency_us"] / g["step_latency_us"]
+                memory = a["state_bytes"] / g["state_bytes"]
+                latency_ok = "holds" if latency <= RELIT_LATENCY_CLAIM else "fails"
+                memory_ok = "holds" if memory < RELIT_MEMORY_CLAIM else "fails"
+                lines.append(
+                    f"- {device}, {label} memory_len={c}: AReLiT/{label} step latency "
+                    f"{latency:.2f} (claim <= {RELIT_LATENCY_CLAIM}: {latency_ok}), state bytes "
+                    f"{memory:.3f} (claim < {RELIT_MEMORY_CLAIM}: {memory_ok})"
+                )
     return lines
 
 
@@ -447,7 +485,7 @@ def _print_table(console: Console, rows: Sequence[dict[str, Any]]) -> None:
             r["device"],
             f"{r['step_latency_us']:.0f}",
             str(r["state_bytes"]),
-            f"{r['train_timesteps_per_s']:.0f}",
+            "" if r["train_timesteps_per_s"] is None else f"{r['train_timesteps_per_s']:.0f}",
         )
     console.print(table)
 

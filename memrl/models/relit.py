@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from memrl.models.base import StateSpec
 from memrl.models.gating import orthogonal_, orthogonal_blocks_
 from memrl.models.linear_attention import LayerState, LinearTransformerCore, linear_scan
+from memrl.models.relit_chunked import chunked_readout
 
 UPDATE_RULES = ("projected_sigmoid", "outer_decay")
 
@@ -96,7 +97,13 @@ class ReLiTAttention(nn.Module):
 
     ``forward(u [B, T, d_model], keep [B, T], state, context)`` with state
     ``{"C": [B, H, d_h, F], "s": [B, H, F]}`` returns ([B, T, d_model], new state).
+
+    ``chunk`` (steps): sequences of more than one step read ``C`` out chunk by chunk
+    (:mod:`memrl.models.relit_chunked`, ``C`` never materialised per step); None runs the
+    parallel scan over ``C`` instead (the reference the chunked form is tested against).
     """
+
+    chunk: int | None = 16
 
     def __init__(
         self, d_model: int, num_heads: int, d_head: int, nu: int, eps: float, update_rule: str
@@ -114,6 +121,24 @@ class ReLiTAttention(nn.Module):
         keep = keep[:, :, None, None].to(dtype)  # [B, T, 1, 1]; 0 cuts the carried-in state
         key, value = f["key"].to(dtype), f["value"].to(dtype)
         beta, gamma = f["beta"].to(dtype), f["gamma"].to(dtype)
+        normaliser = linear_scan([(1 - gamma) * keep], gamma * key, state["s"])  # [B, T, H, F]
+        query = f["query"]
+        if self.chunk is not None and u.shape[1] > 1:
+            numerator, last = chunked_readout(
+                self.update_rule,
+                key,
+                value,
+                beta,
+                gamma,
+                keep[:, :, 0, 0],
+                query,
+                state["C"],
+                self.chunk,
+            )
+            return self._read(numerator.to(query.dtype), normaliser, query), {
+                "C": last,
+                "s": normaliser[:, -1],
+            }
         if self.update_rule == "projected_sigmoid":
             write = beta.unsqueeze(-1) * gamma.unsqueeze(-2)  # beta (x) gamma [B, T, H, D, F]
             memory = linear_scan(
@@ -127,13 +152,17 @@ class ReLiTAttention(nn.Module):
                 (beta * value).unsqueeze(-1) * (gamma * key).unsqueeze(-2),
                 state["C"],
             )  # [B, T, H, D, F]
-        normaliser = linear_scan([(1 - gamma) * keep], gamma * key, state["s"])  # [B, T, H, F]
-        query = f["query"]
         numerator = torch.einsum("bthdf,bthf->bthd", memory.to(query.dtype), query)
+        return self._read(numerator, normaliser, query), {
+            "C": memory[:, -1],
+            "s": normaliser[:, -1],
+        }
+
+    def _read(self, numerator: Tensor, normaliser: Tensor, query: Tensor) -> Tensor:
+        """``C phi(q) / (s . phi(q) + eps)`` per head, projected: [B, T, d_model]."""
         denominator = torch.einsum("bthf,bthf->bth", normaliser.to(query.dtype), query)
         attended = numerator / (denominator.unsqueeze(-1) + self.eps)  # [B, T, H, D]
-        out = self.project(attended.flatten(2))
-        return out, {"C": memory[:, -1], "s": normaliser[:, -1]}
+        return self.project(attended.flatten(2))
 
 
 class ReLiTCore(LinearTransformerCore):

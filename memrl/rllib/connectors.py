@@ -113,6 +113,8 @@ class MemoryStateToModule(ConnectorV2):
                 log.debug("rebuilding the state of episode %s from its records", episode.id_)
                 rebuilt = rebuild_from_episode(module, episode, np.array([len(episode)]))
                 state = {k: v[0] for k, v in rebuilt.items()}
+            if hasattr(module, "acting_state"):
+                state = module.acting_state(state)  # a K/V cache beside the window, if any
             self.add_batch_item(batch, Columns.STATE_IN, state, episode)
             self.add_batch_item(batch, FIRST, np.array([episode.t == 0]), episode)
         for episode_id in set(kept) - running:

@@ -8,7 +8,12 @@
 * ``core``: a name of ``memrl.models.CORES`` (``"mlp"``: the memoryless baseline, no state);
 * ``core_kwargs``: keyword arguments of that core;
 * ``model``: encoder/head settings, see :class:`memrl.config.NetworkConfig`;
-* ``max_seq_len``: training chunk length (RLlib's key).
+* ``max_seq_len``: training chunk length (RLlib's key);
+* ``kv_cache`` (default True): window cores (trxl, gtrxl, local_xl) act with a K/V cache
+  (:mod:`memrl.models.kv_cache`) carried in the env runner's live state beside the window, under
+  the keys ``kv_keys``, ``kv_values``, ``kv_version`` (prefixed like the state). Episodes still
+  store only the per-step slice (``state_spec`` does not list the cache) and training is
+  unchanged; a weight sync makes every cached row stale, and it is rebuilt from the window.
 
 Batches of a stateful module carry ``OBS [B, T, ...]``, ``first [B, T]`` bool (True at an
 episode's first step; the core resets its state there) and ``STATE_IN`` (the flat state dict at
@@ -30,6 +35,7 @@ from torch import Tensor, nn
 
 from memrl.config import NetworkConfig
 from memrl.models import StateSpec, check_core_name, make_core
+from memrl.models.kv_cache import CACHE_KEYS, act, cache_shapes, supports_kv_cache
 from memrl.rllib.encoders import build_encoder, mlp
 from memrl.rllib.heads import PolicyHead
 
@@ -49,19 +55,35 @@ class Branch(nn.Module):
         self.output_dim = self.core.output_dim
 
     def forward(
-        self, obs: Any, state: dict[str, Tensor] | None, first: Tensor | None
+        self,
+        obs: Any,
+        state: dict[str, Tensor] | None,
+        first: Tensor | None,
+        cache: dict[str, Tensor] | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
+        """``cache`` (acting one step with a K/V cache, see :mod:`memrl.models.kv_cache`): the
+        returned state then holds the next cache's fields too."""
         x = self.encoder(obs)
-        if self.stateful:
-            return self.core(x, state, first)
-        y, _ = self.core(x.unsqueeze(1), None, None)
-        return y.squeeze(1), {}
+        if not self.stateful:
+            y, _ = self.core(x.unsqueeze(1), None, None)
+            return y.squeeze(1), {}
+        if cache is not None:
+            y, state, cache = act(self.core, x, state, first, cache)
+            return y, {**state, **cache}
+        return self.core(x, state, first)
 
 
 class MemoryActorCritic(TorchRLModule, ValueFunctionAPI):
     """PPO-style actor-critic over a memory core; see the module docstring for the batch layout."""
 
     def setup(self) -> None:
+        self._build()
+        if self.inference_only:
+            # An env runner's copy only acts: eval mode once here, not a walk over every
+            # submodule on every step (see forward_exploration).
+            self.eval()
+
+    def _build(self) -> None:
         cfg = self.model_config  # set whole by build_ppo_config; no defaults here
         core = cfg.get("core")
         check_core_name(core, "model_config['core']")
@@ -85,6 +107,11 @@ class MemoryActorCritic(TorchRLModule, ValueFunctionAPI):
         self._prefixes = (
             {"pi": "", "vf": None} if self.vf_branch is None else {"pi": "pi/", "vf": "vf/"}
         )
+        use_cache = bool(cfg.get("kv_cache", True))
+        self._cached = {
+            prefix: use_cache and branch.stateful and supports_kv_cache(branch.core)
+            for prefix, branch in self._branches()
+        }
 
     # --- state ------------------------------------------------------------------------------
     def _branches(self) -> list[tuple[str, Branch]]:
@@ -108,28 +135,80 @@ class MemoryActorCritic(TorchRLModule, ValueFunctionAPI):
             state.update({prefix + k: v[0].cpu().numpy() for k, v in init.items()})
         return state
 
+    def acting_state(self, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``state`` (unbatched numpy) with the acting cache's fields added where missing (all
+        stale: rebuilt from the window on first use); unchanged without a cache."""
+        out = dict(state)
+        for prefix, branch in self._branches():
+            if not self._cached[prefix] or prefix + CACHE_KEYS[0] in out:
+                continue
+            dtype = np.dtype(str(branch.core.state_dtype).removeprefix("torch."))
+            for key, shape in cache_shapes(branch.core).items():
+                if key == "kv_version":
+                    out[prefix + key] = np.array(-1, dtype=np.int64)
+                else:
+                    out[prefix + key] = np.zeros(shape, dtype=dtype)
+        return out
+
     # --- forward passes ---------------------------------------------------------------------
     def _run_branch(
-        self, prefix: str, branch: Branch, batch: dict[str, Any]
+        self, prefix: str, branch: Branch, batch: dict[str, Any], acting: bool = False
     ) -> tuple[Tensor, dict[str, Tensor]]:
         if not branch.stateful:
             return branch(batch[Columns.OBS], None, None)
         state_in = {
             k[len(prefix) :]: v for k, v in batch[Columns.STATE_IN].items() if k.startswith(prefix)
         }
+        cache = None
+        if acting and self._cached[prefix] and CACHE_KEYS[0] in state_in:
+            cache = {k: state_in.pop(k) for k in CACHE_KEYS}
+        else:
+            for key in CACHE_KEYS:
+                state_in.pop(key, None)
         first = batch.get(FIRST)
         if first is not None:
             first = first.to(torch.bool)
-        y, state_out = branch(batch[Columns.OBS], state_in, first)
+        y, state_out = branch(batch[Columns.OBS], state_in, first, cache)
         return y, {prefix + k: v for k, v in state_out.items()}
 
-    def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        """Inference and exploration: action-dist inputs and the next state (if stateful)."""
-        y, state_out = self._run_branch(self._prefixes["pi"], self.pi_branch, batch)
+    def forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return self._acting(self._forward_inference, batch, kwargs)
+
+    def forward_exploration(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return self._acting(self._forward_exploration, batch, kwargs)
+
+    def _acting(self, forward: Any, batch: dict[str, Any], kwargs: dict) -> dict[str, Any]:
+        # RLlib's TorchRLModule calls eval() and then train() around every acting call: two walks
+        # over all submodules per env step, which for a transformer core cost more than its
+        # matmuls. Same semantics (eval while acting, the mode restored), switching only when
+        # the module is in training mode.
+        was_training = self.training
+        if was_training:
+            self.eval()
+        try:
+            return forward(batch, **kwargs)
+        finally:
+            if was_training:
+                self.train()
+
+    def _forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        with torch.inference_mode():
+            return self._forward(batch, acting=True, **kwargs)
+
+    def _forward_exploration(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        with torch.inference_mode():
+            return self._forward(batch, acting=True, **kwargs)
+
+    def _forward(
+        self, batch: dict[str, Any], acting: bool = False, **kwargs: Any
+    ) -> dict[str, Any]:
+        """Inference and exploration: action-dist inputs and the next state (if stateful).
+        ``acting``: the env runner's one-step call, where the K/V cache applies."""
+        y, state_out = self._run_branch(self._prefixes["pi"], self.pi_branch, batch, acting)
         out: dict[str, Any] = {Columns.ACTION_DIST_INPUTS: self.pi_head(y)}
         if self.vf_branch is not None:
             # The value core's state must advance too, so that training chunks can start from it.
-            _, vf_state = self._run_branch(self._prefixes["vf"], self.vf_branch, batch)
+            _, vf_state = self._run_branch(self._prefixes["vf"], self.vf_branch, batch, acting)
             state_out.update(vf_state)
         if state_out:
             out[Columns.STATE_OUT] = state_out
@@ -148,10 +227,16 @@ class MemoryActorCritic(TorchRLModule, ValueFunctionAPI):
         return out
 
     def compute_values(self, batch: dict[str, Any], embeddings: Any = None) -> Tensor:
-        """Values ``[B, T]`` (stateful) or ``[B]``; ``embeddings`` from ``_forward_train``."""
+        """Values ``[B, T]`` (stateful) or ``[B]``; ``embeddings`` from ``_forward_train``.
+
+        Without ``embeddings`` the values are targets (RLlib's GAE connector bootstraps from
+        them) and are computed without autograd: the loss passes ``_forward_train``'s
+        embeddings, through which gradients flow."""
         if embeddings is None:
-            if self.vf_branch is None:
-                embeddings, _ = self._run_branch("", self.pi_branch, batch)
-            else:
-                embeddings, _ = self._run_branch(self._prefixes["vf"], self.vf_branch, batch)
+            with torch.no_grad():
+                if self.vf_branch is None:
+                    embeddings, _ = self._run_branch("", self.pi_branch, batch)
+                else:
+                    embeddings, _ = self._run_branch(self._prefixes["vf"], self.vf_branch, batch)
+                return self.vf_head(embeddings).squeeze(-1)
         return self.vf_head(embeddings).squeeze(-1)

@@ -174,3 +174,18 @@ def test_relit_claims_flags_latency_growing_with_context():
     ]
     # The dip at 256 is noise; what counts is 1024 against 64: 1.6x.
     assert "1.60x (NOT flat" in bench.relit_claims(rows)[0]
+
+
+def test_cached_window_row(tmp_path):
+    """A "+kv" row: the same core acting with its K/V cache; its state holds the cache too."""
+    out = tmp_path / "cores.json"
+    argv = tiny_argv(out)
+    argv[argv.index("--cores") + 1] = "gtrxl,gtrxl+kv,arelit"
+    assert main(["bench", "cores", *argv]) == 0
+    rows = {(r["core"], r["context"]): r for r in json.loads(out.read_text())}
+    for c in CONTEXTS:
+        plain, cached = rows[("gtrxl", c)], rows[("gtrxl+kv", c)]
+        assert cached["step_latency_us"] > 0 and cached["train_timesteps_per_s"] is None
+        # window (layers*M*d fp32 + M mask bytes) plus K/V (2*layers*M*d fp32) and a version.
+        assert cached["state_bytes"] - plain["state_bytes"] == 2 * 1 * c * 16 * 4 + 8
+    assert "cached GTrXL memory_len=" in out.with_suffix(".md").read_text()

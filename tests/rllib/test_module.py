@@ -195,3 +195,45 @@ def test_build_ppo_config_sets_lookback_and_stack() -> None:
     assert config.lr == 1e-4
     assert config.rl_module_spec.module_class is MemoryActorCritic
     assert not config.add_default_connectors_to_env_to_module_pipeline
+
+
+def _flags(module) -> set[bool]:
+    return {m.training for m in module.modules()}
+
+
+def test_acting_evaluates_in_eval_mode_and_restores_the_mode() -> None:
+    module = _module(VECTOR, gym.spaces.Discrete(2), core="gru")
+    module.train()
+    seen = []
+    module.pi_branch.core.register_forward_hook(lambda m, *_: seen.append(m.training))
+    out = module.forward_exploration(_batch(module, lead=(B, 1)))
+    assert seen == [False] and _flags(module) == {True}
+    # Acting outputs carry no autograd graph.
+    assert not out[Columns.ACTION_DIST_INPUTS].requires_grad
+    module.eval()
+    module.forward_inference(_batch(module, lead=(B, 1)))
+    assert seen == [False, False] and _flags(module) == {False}
+    # An env runner's copy (inference_only) starts in eval mode and stays there.
+    runner = MemoryActorCritic(
+        observation_space=VECTOR,
+        action_space=gym.spaces.Discrete(2),
+        inference_only=True,
+        model_config={
+            "core": "gru",
+            "core_kwargs": {"hidden_size": 8},
+            "model": {},
+            "max_seq_len": T,
+        },
+    )
+    assert _flags(runner) == {False}
+
+
+def test_values_without_embeddings_are_targets_without_graph() -> None:
+    module = _module(VECTOR, gym.spaces.Discrete(2), core="gru")
+    batch = _batch(module)
+    targets = module.compute_values(batch)
+    assert not targets.requires_grad
+    fwd = module.forward_train(batch)
+    values = module.compute_values(batch, embeddings=fwd[Columns.EMBEDDINGS])
+    assert values.requires_grad
+    torch.testing.assert_close(values.detach(), targets)

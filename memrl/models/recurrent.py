@@ -47,11 +47,23 @@ class _FusedRNNCore(MemoryCore):
         for start, end in zip(cuts, [*cuts[1:], steps], strict=False):
             keep = (~first[:, start]).to(x.dtype).view(1, -1, 1)
             hidden = [h * keep for h in hidden]
-            out, new = self.rnn(x[:, start:end], hidden[0] if len(hidden) == 1 else tuple(hidden))
+            out, new = self._run_rnn(x[:, start:end], hidden)
             hidden = [new] if isinstance(new, Tensor) else list(new)
             outputs.append(out)
         y = torch.cat(outputs, dim=1)
         return y, {k: h.transpose(0, 1) for k, h in zip(self.state_keys, hidden, strict=False)}
+
+    def _run_rnn(self, x: Tensor, hidden: list[Tensor]) -> tuple[Tensor, Tensor | tuple]:
+        h = hidden[0] if len(hidden) == 1 else tuple(hidden)
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # CPU autocast runs LSTM/GRU in bf16 through oneDNN, which has no bf16 LSTM primitive
+            # on CPUs without native bf16 support ("could not create a primitive descriptor"):
+            # run the fused kernel in the parameters' dtype there instead.
+            dtype = self.rnn.weight_ih_l0.dtype
+            with torch.autocast("cpu", enabled=False):
+                cast = h.to(dtype) if isinstance(h, Tensor) else tuple(t.to(dtype) for t in h)
+                return self.rnn(x.to(dtype), cast)
+        return self.rnn(x, h)
 
 
 class GRUCore(_FusedRNNCore):

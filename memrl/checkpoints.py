@@ -32,6 +32,8 @@ from typing import Any
 
 import yaml
 
+from memrl.replay.persist import sha256_file
+
 ALGORITHM_DIR = "algorithm"
 CONFIG_FILE = "config.yaml"
 STATE_FILE = "state.json"
@@ -63,15 +65,6 @@ class CheckpointState:
 
 
 # --- hashing ------------------------------------------------------------------------------------
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def config_hash(config: Any) -> str:
     """Hex SHA-256 of the config as canonical JSON (sorted keys): equal configs, equal hash."""
     text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)

@@ -164,7 +164,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 @dataclass(frozen=True)
-class Settings:
+class PPOBenchSettings:
     """Validated settings (see ``add_arguments``)."""
 
     configs: list[str]
@@ -186,7 +186,7 @@ class Settings:
     threads: int
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> Settings:
+    def from_args(cls, args: argparse.Namespace) -> PPOBenchSettings:
         configs = args.cores if isinstance(args.cores, list) else parse_configs(args.cores)
         positive = (
             "num_envs_per_env_runner",
@@ -233,7 +233,7 @@ class Settings:
         )
 
 
-def memrl_core_kwargs(core: str, settings: Settings) -> dict[str, Any]:
+def memrl_core_kwargs(core: str, settings: PPOBenchSettings) -> dict[str, Any]:
     """Width (all), depth (cores whose width is ``d_model``; the RNNs keep one layer) and window
     of ``core`` under its own names, then the ``--core-kwargs`` overrides."""
     from memrl.models import core_class
@@ -247,7 +247,7 @@ def memrl_core_kwargs(core: str, settings: Settings) -> dict[str, Any]:
     return kwargs
 
 
-def training_settings(settings: Settings) -> dict[str, Any]:
+def training_settings(settings: PPOBenchSettings) -> dict[str, Any]:
     return dict(
         train_batch_size_per_learner=settings.train_batch,
         minibatch_size=settings.minibatch,
@@ -255,7 +255,7 @@ def training_settings(settings: Settings) -> dict[str, Any]:
     )
 
 
-def build_config(name: str, settings: Settings):
+def build_config(name: str, settings: PPOBenchSettings):
     """The PPOConfig of one configuration (``rllib-lstm`` or a memrl core)."""
     if name == RLLIB_LSTM:
         from ray.rllib.algorithms.ppo import PPOConfig
@@ -393,12 +393,12 @@ def summarize(
     return rows
 
 
-def _ray_cpus(settings: Settings) -> int:
+def _ray_cpus(settings: PPOBenchSettings) -> int:
     # Logical CPUs: every configuration keeps its runners alive for the interleaved rounds.
     return max(2, len(settings.configs) * max(1, settings.num_env_runners) + 1)
 
 
-def measure(settings: Settings) -> tuple[dict[str, list[dict[str, Any]]], dict[str, int]]:
+def measure(settings: PPOBenchSettings) -> tuple[dict[str, list[dict[str, Any]]], dict[str, int]]:
     """Build every configuration, warm each up, then ``rounds`` interleaved timed iterations.
 
     Returns per-configuration iteration records and trainable parameter counts."""
@@ -455,7 +455,7 @@ def measure(settings: Settings) -> tuple[dict[str, list[dict[str, Any]]], dict[s
             ray.shutdown()
 
 
-def notes(settings: Settings, rows: list[dict[str, Any]]) -> str:
+def notes(settings: PPOBenchSettings, rows: list[dict[str, Any]]) -> str:
     kwargs = {
         name: memrl_core_kwargs(name, settings) for name in settings.configs if name != RLLIB_LSTM
     }
@@ -479,7 +479,7 @@ def notes(settings: Settings, rows: list[dict[str, Any]]) -> str:
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Measure and write ``args.out`` (JSON: settings, rows, iterations) and its table."""
-    settings = Settings.from_args(args)
+    settings = PPOBenchSettings.from_args(args)
     iterations, params = measure(settings)
     rows = summarize(iterations, params)
     payload = {"settings": asdict(settings), "rows": rows, "iterations": iterations}

@@ -49,8 +49,6 @@ streams one episode file at a time (datasets larger than memory).
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +61,7 @@ import pyarrow.parquet as pq
 
 from memrl.data.episode import Episode
 from memrl.data.spaces import deserialize_space, serialize_space
+from memrl.replay.persist import write_atomic
 
 FORMAT_VERSION = 1
 MINARI_VERSION = "0.5.4"  # the Minari release whose layout this follows (checked against it)
@@ -87,18 +86,6 @@ class DatasetInfo:
     env_id: str | None
     env_kwargs: dict[str, Any]
     collector: dict[str, Any]
-
-
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _space_type(space: gym.Space) -> pa.DataType:
@@ -204,9 +191,9 @@ class DatasetWriter:
         )
         folder = self.data / str(self.total_episodes)
         folder.mkdir()
-        _write_atomic(folder / PART, lambda tmp: pq.write_table(table, tmp))
+        write_atomic(folder / PART, lambda tmp: pq.write_table(table, tmp))
         meta = {"id": self.total_episodes, "total_steps": steps}
-        _write_atomic(folder / METADATA, lambda tmp: tmp.write_text(json.dumps(meta)))
+        write_atomic(folder / METADATA, lambda tmp: tmp.write_text(json.dumps(meta)))
         self.total_episodes += 1
         self.total_steps += steps
 
@@ -232,7 +219,7 @@ class DatasetWriter:
         spec = _env_spec_json(self.env_id, self.env_kwargs)
         if spec is not None:
             meta["env_spec"] = spec
-        _write_atomic(self.data / METADATA, lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
+        write_atomic(self.data / METADATA, lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
         return self.root
 
 

@@ -13,7 +13,6 @@ SHA-256 checks, then pyarrow), so that a change of the checkpoint layout touches
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -23,16 +22,9 @@ import pyarrow as pa
 
 from memrl.data.dataset import DatasetError
 from memrl.data.episode import Episode
+from memrl.replay.persist import sha256_file
 
 META_KEY = b"memrl.replay"  # the schema metadata key memrl.replay.persist writes
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_shard_tables(directory: str | Path) -> list[tuple[Path, pa.Table, dict[str, Any]]]:
@@ -52,7 +44,7 @@ def read_shard_tables(directory: str | Path) -> list[tuple[Path, pa.Table, dict[
             raise DatasetError(
                 f"replay manifest {mpath} or its data file is unreadable: {err}"
             ) from err
-        if not size_ok or _sha256(path) != manifest["sha256"]:
+        if not size_ok or sha256_file(path) != manifest["sha256"]:
             raise DatasetError(f"replay checkpoint {path} fails its size/SHA-256 check: corrupt")
         try:
             with pa.memory_map(str(path), "r") as source:

@@ -69,7 +69,8 @@ def rows_table(rows: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> pa.Ta
     return table.replace_schema_metadata({META_KEY: json.dumps(data).encode()})
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB blocks); shared by every memrl manifest."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -77,7 +78,9 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_atomic(path: Path, write) -> None:
+def write_atomic(path: Path, write) -> None:
+    """``write(tmp)`` into a temporary name beside ``path``, fsync, then rename into place: a
+    reader never sees a half-written file. The temporary file is removed if ``write`` fails."""
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         write(tmp)
@@ -102,17 +105,17 @@ def write_rows(
         with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)
 
-    _write_atomic(data_path, write_table)
+    write_atomic(data_path, write_table)
     manifest = {
         "format_version": FORMAT_VERSION,
         "file": data_path.name,
         "rows": table.num_rows,
         "bytes": data_path.stat().st_size,
-        "sha256": _sha256(data_path),
+        "sha256": sha256_file(data_path),
     }
     mpath = manifest_path(directory, part)
     previous = _read_manifest(mpath).get("file") if mpath.exists() else None
-    _write_atomic(mpath, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)))
+    write_atomic(mpath, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)))
     if previous and previous != data_path.name:
         (directory / previous).unlink(missing_ok=True)
     return data_path
@@ -159,7 +162,7 @@ def read_rows(
             f"replay checkpoint file {path} has {size} bytes, the manifest says "
             f"{manifest['bytes']}: truncated or overwritten"
         )
-    if _sha256(path) != manifest["sha256"]:
+    if sha256_file(path) != manifest["sha256"]:
         raise ReplayCheckpointError(
             f"replay checkpoint file {path} fails its SHA-256 check: corrupt"
         )

@@ -85,7 +85,7 @@ def test_markdown_table(tiny_run):
     assert md.startswith("| " + " | ".join(bench.COLUMNS) + " |")
     for name in CONFIGS:
         assert md.count(f"\n| {name} |") == 1
-    assert "Settings:" in md and "rllib-lstm: RLlib's DefaultModelConfig" in md
+    assert "PPOBenchSettings:" in md and "rllib-lstm: RLlib's DefaultModelConfig" in md
 
 
 def _args(**overrides) -> argparse.Namespace:
@@ -97,14 +97,14 @@ def _args(**overrides) -> argparse.Namespace:
 
 
 def test_defaults_are_the_issue_settings():
-    s = bench.Settings.from_args(_args())
+    s = bench.PPOBenchSettings.from_args(_args())
     assert s.configs == ["rllib-lstm", "gru", "gtrxl", "arelit"]
     assert (s.num_env_runners, s.num_envs_per_env_runner) == (2, 4)
     assert (s.train_batch, s.epochs, s.minibatch, s.max_seq_len) == (2000, 4, 500, 20)
     assert bench.memrl_core_kwargs("gru", s) == {"hidden_size": 64}
     assert bench.memrl_core_kwargs("gtrxl", s) == {"d_model": 64, "num_layers": 2, "memory_len": 64}
     assert bench.memrl_core_kwargs("arelit", s) == {"d_model": 64, "num_layers": 2}
-    s = bench.Settings.from_args(_args(core_kwargs={"gtrxl": {"num_heads": 2}}))
+    s = bench.PPOBenchSettings.from_args(_args(core_kwargs={"gtrxl": {"num_heads": 2}}))
     assert bench.memrl_core_kwargs("gtrxl", s)["num_heads"] == 2
 
 
@@ -118,7 +118,7 @@ def test_defaults_are_the_issue_settings():
 )
 def test_bad_settings_name_the_flag(overrides, match):
     with pytest.raises(ValueError, match=match):
-        bench.Settings.from_args(_args(**overrides))
+        bench.PPOBenchSettings.from_args(_args(**overrides))
 
 
 def test_unknown_core_lists_the_valid_names():

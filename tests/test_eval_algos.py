@@ -65,7 +65,7 @@ def _learner_module(algo):
 
 
 def _save_crafted(config: str, overrides: list[str], out: Path, craft) -> Path:
-    from memrl.train import build_algorithm
+    from memrl.session import build_algorithm
 
     cfg = load_config(config, [*overrides, f"output_dir={out}", "stop.iterations=1"])
     algo = build_algorithm(cfg)

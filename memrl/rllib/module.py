@@ -65,8 +65,10 @@ class Branch(nn.Module):
         returned state then holds the next cache's fields too."""
         x = self.encoder(obs)
         if not self.stateful:
-            y, _ = self.core(x.unsqueeze(1), None, None)
-            return y.squeeze(1), {}
+            if x.dim() == 2:  # [B, D]: one step, no time axis
+                y, _ = self.core(x.unsqueeze(1), None, None)
+                return y.squeeze(1), {}
+            return self.core(x, None, None)[0], {}  # [B, T, D]: a sequence (R2D2, TD3)
         if cache is not None:
             y, state, cache = act(self.core, x, state, first, cache)
             return y, {**state, **cache}

@@ -85,7 +85,7 @@ def test_markdown_table(tiny_run):
     assert md.startswith("| " + " | ".join(bench.COLUMNS) + " |")
     for name in CONFIGS:
         assert md.count(f"\n| {name} |") == 1
-    assert "PPOBenchSettings:" in md and "rllib-lstm: RLlib's DefaultModelConfig" in md
+    assert "Settings:" in md and "rllib-lstm: RLlib's DefaultModelConfig" in md
 
 
 def _args(**overrides) -> argparse.Namespace:

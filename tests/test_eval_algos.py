@@ -29,35 +29,26 @@ MAX_STEPS = 6
 RIGHT = 3
 TD3_ACTION = 2.0 * math.tanh(0.5)
 
+# Tiny networks and replay, sampled in the driver: both algorithms' checkpoints share these.
+TINY_OFFPOLICY = [
+    "model.core_kwargs.hidden_size=8",
+    "model.network.encoder_hiddens=[8]",
+    "replay.capacity=512",
+    "replay.burn_in=2",
+    "replay.seq_len=4",
+    "replay.chunk_overlap=2",
+    "resources.num_env_runners=0",
+    "resources.num_envs_per_env_runner=1",
+    "resources.num_learners=0",
+    "resources.num_gpus_per_learner=0",
+]
 R2D2 = [
     "task.corridor_len=4",
     "task.num_distractors=0",
     f"task.max_steps={MAX_STEPS}",
-    "model.core_kwargs.hidden_size=8",
-    "model.network.encoder_hiddens=[8]",
-    "replay.capacity=512",
-    "replay.burn_in=2",
-    "replay.seq_len=4",
-    "replay.chunk_overlap=2",
-    "resources.num_env_runners=0",
-    "resources.num_envs_per_env_runner=1",
-    "resources.num_learners=0",
-    "resources.num_gpus_per_learner=0",
+    *TINY_OFFPOLICY,
 ]
-TD3 = [
-    "model.core_kwargs.hidden_size=8",
-    "model.network.encoder_hiddens=[8]",
-    "model.network.head_hiddens=[8]",
-    "replay.capacity=512",
-    "replay.burn_in=2",
-    "replay.seq_len=4",
-    "replay.chunk_overlap=2",
-    "resources.num_env_runners=0",
-    "resources.num_envs_per_env_runner=1",
-    "resources.num_learners=0",
-    "resources.num_gpus_per_learner=0",
-    "evaluation.success_threshold=0.0",
-]
+TD3 = [*TINY_OFFPOLICY, "model.network.head_hiddens=[8]", "evaluation.success_threshold=0.0"]
 
 
 def _learner_module(algo):

@@ -130,16 +130,17 @@ def test_tiny_search_writes_trials_prints_table_and_resumes(tmp_path):
     assert _histories(experiment) == histories
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_interrupted_search_resumes_trials_from_their_checkpoints(tmp_path):
-    """A search interrupted mid-trial (Ctrl-C: SIGINT to the driver) finishes with ``--resume``;
-    the running trial continues from its last checkpoint, the pending one starts fresh."""
+def _start_driver(
+    tmp_path: Path, name: str, overrides: dict
+) -> tuple[Path, Path, subprocess.Popen]:
+    """Write a two-trial FIFO search (one trial at a time) and start ``memrl tune`` on it in its
+    own session (so a test can signal the driver and its Ray together). Returns the spec file,
+    the experiment folder and the driver process."""
     spec = {
         **SPEC,
-        "name": "interrupted",
+        "name": name,
         "storage_path": str(tmp_path / "store"),
-        "overrides": {**SPEC["overrides"], "stop.iterations": 6, "checkpoint.keep": 2},
+        "overrides": {**SPEC["overrides"], **overrides},
         "search": {"ppo.lr": {"grid_search": [0.003, 0.005]}},
         "cores": None,
         "scheduler": {"type": "fifo"},
@@ -147,7 +148,6 @@ def test_interrupted_search_resumes_trials_from_their_checkpoints(tmp_path):
     }
     spec_file = tmp_path / "search.yaml"
     spec_file.write_text(yaml.safe_dump(spec))
-    experiment = tmp_path / "store" / "interrupted"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     driver = subprocess.Popen(
         [sys.executable, "-m", "memrl.tune", str(spec_file)],
@@ -156,6 +156,17 @@ def test_interrupted_search_resumes_trials_from_their_checkpoints(tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+    )
+    return spec_file, tmp_path / "store" / name, driver
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_interrupted_search_resumes_trials_from_their_checkpoints(tmp_path):
+    """A search interrupted mid-trial (Ctrl-C: SIGINT to the driver) finishes with ``--resume``;
+    the running trial continues from its last checkpoint, the pending one starts fresh."""
+    spec_file, experiment, driver = _start_driver(
+        tmp_path, "interrupted", {"stop.iterations": 6, "checkpoint.keep": 2}
     )
     try:
         deadline = time.monotonic() + 150
@@ -217,28 +228,7 @@ def test_sigkilled_driver_resumes_without_losing_a_finished_trial(tmp_path):
     """The driver and its Ray are SIGKILLed (no chance to save anything) once the first trial
     has finished and Tune recorded it; ``--resume`` runs the rest and does not train the
     finished trial again."""
-    spec = {
-        **SPEC,
-        "name": "killed",
-        "storage_path": str(tmp_path / "store"),
-        "overrides": {**SPEC["overrides"], "stop.iterations": 3},
-        "search": {"ppo.lr": {"grid_search": [0.003, 0.005]}},
-        "cores": None,
-        "scheduler": {"type": "fifo"},
-        "max_concurrent_trials": 1,
-    }
-    spec_file = tmp_path / "search.yaml"
-    spec_file.write_text(yaml.safe_dump(spec))
-    experiment = tmp_path / "store" / "killed"
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "memrl.tune", str(spec_file)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    spec_file, experiment, driver = _start_driver(tmp_path, "killed", {"stop.iterations": 3})
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and driver.poll() is None:

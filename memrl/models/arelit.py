@@ -135,8 +135,9 @@ class AReLiTCore(LinearTransformerCore):
     components with ``omegas="authors"`` (``linspace(-pi, pi, r)``: for r = 2 a single, sign-
     alternating component, see the module docstring; ``"uniform"`` gives r distinct ones).
     ``gate_bias=2`` is GTrXL's ``b_g``; ``eps=1e-5`` the authors' normaliser guard; the ``2 r``
-    normaliser is the authors' for every scheme. The embedding is ``relu(Linear)`` and the
-    fused k/q/v/beta/gamma projection is orthogonal(sqrt 2) as one block, both as the authors'.
+    normaliser is the authors' for every scheme. The embedding is ``relu(Linear)`` as the
+    authors' (``embedding_relu=False`` for a plain Linear, as ReLiT and GTrXL have) and the
+    fused k/q/v/beta/gamma projection is orthogonal(sqrt 2) as one block, as the authors'.
 
     Raises ValueError for a non-positive size, ``r`` or ``eps``, or an unknown ``omegas``.
     """
@@ -158,7 +159,11 @@ class AReLiTCore(LinearTransformerCore):
         gate_bias: float = 2.0,
         eps: float = 1e-5,
         omegas: str = "authors",
+        embedding_relu: bool = True,
     ) -> None:
+        if not isinstance(embedding_relu, bool):
+            raise ValueError(f"embedding_relu must be True or False, got {embedding_relu!r}")
+        self.embedding_relu = embedding_relu
         if isinstance(r, bool) or not isinstance(r, int) or r <= 0:
             raise ValueError(f"r must be a positive int, got {r!r}")
         omega, self.period = frequencies(omegas, r)

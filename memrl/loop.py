@@ -10,6 +10,7 @@ Ray down).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,9 +51,19 @@ class TrainResult:
         return self.history[-1] if self.history else None
 
 
-def stop_reason(cfg: TrainConfig, iteration: int, env_steps: int, time_s: float) -> str | None:
-    """Which ``stop`` condition a run at this point has met (None: go on)."""
+def stop_reason(
+    cfg: TrainConfig,
+    iteration: int,
+    env_steps: int,
+    time_s: float,
+    return_mean: float = math.nan,
+) -> str | None:
+    """Which ``stop`` condition a run at this point has met (None: go on). ``return_mean`` is
+    the last iteration's training episode_return_mean (NaN before any episode ended)."""
     stop = cfg.stop
+    target = stop.episode_return_mean
+    if target is not None and not math.isnan(return_mean) and return_mean >= target:
+        return f"stop.episode_return_mean={target} reached ({return_mean:.3f})"
     if stop.iterations is not None and iteration >= stop.iterations:
         return f"stop.iterations={stop.iterations} reached"
     if stop.timesteps is not None and env_steps >= stop.timesteps:
@@ -109,7 +120,9 @@ def run_loop(
             metrics, flat = run_iteration(algo, run_log, iteration, env_steps, time_before, t0)
             iteration, env_steps = metrics.iteration, metrics.env_steps
             history.append(metrics)
-            reason = stop_reason(cfg, iteration, env_steps, metrics.time_s)
+            reason = stop_reason(
+                cfg, iteration, env_steps, metrics.time_s, metrics.episode_return_mean
+            )
             state = None
             if checkpoint_due(cfg, iteration, reason is not None):
                 state = checkpoints.CheckpointState(iteration, env_steps, metrics.time_s, cfg.name)

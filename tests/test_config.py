@@ -196,6 +196,25 @@ def test_a_run_without_any_stop_condition_is_rejected():
         load_config("tmaze/gru", ["stop.timesteps=null"])
 
 
+def test_a_return_target_alone_is_no_stop_condition():
+    with pytest.raises(ConfigError, match="episode_return_mean needs one of them"):
+        load_config(
+            "tmaze/gru", ["stop.timesteps=null", "stop.time_s=null", "stop.episode_return_mean=3"]
+        )
+
+
+def test_stop_reason_return_target_is_checked_first_and_ignores_nan():
+    from memrl.loop import stop_reason
+
+    cfg = load_config("tmaze/gru", ["stop.timesteps=1000", "stop.episode_return_mean=3.5"])
+    assert stop_reason(cfg, 1, 10, 1.0, float("nan")) is None  # no episode ended yet
+    assert stop_reason(cfg, 1, 10, 1.0, 3.49) is None
+    assert "episode_return_mean=3.5 reached (3.500)" in stop_reason(cfg, 1, 10, 1.0, 3.5)
+    assert "timesteps=1000" in stop_reason(cfg, 1, 1000, 1.0, 0.0)
+    plain = load_config("tmaze/gru", ["stop.timesteps=1000"])
+    assert stop_reason(plain, 1, 10, 1.0, 1e9) is None  # no target: the return never stops it
+
+
 def test_unknown_config_name_suggests_close_ones():
     with pytest.raises(ConfigError) as err:
         load_config("tmaze/gruu")

@@ -17,11 +17,20 @@ class StopConfig(Section):
         None, gt=0, description="env steps sampled (lifetime; offline: dataset steps trained on)"
     )
     time_s: float | None = Field(None, gt=0, description="wall-clock seconds of training")
+    episode_return_mean: float | None = Field(
+        None,
+        description="stop once an iteration's training episode_return_mean (RLlib's mean over "
+        "recent episodes) reaches this: a solved task stops early (with another limit set too)",
+    )
 
     @model_validator(mode="after")
     def _one_set(self) -> StopConfig:
+        # A return target alone could run forever on a task that is never solved.
         if self.iterations is None and self.timesteps is None and self.time_s is None:
-            raise ValueError("set at least one of stop.iterations, stop.timesteps, stop.time_s")
+            raise ValueError(
+                "set at least one of stop.iterations, stop.timesteps, stop.time_s "
+                "(stop.episode_return_mean needs one of them as a limit)"
+            )
         return self
 
 

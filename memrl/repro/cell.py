@@ -52,6 +52,7 @@ class CellResult:
     steps_to_threshold: int | None = None
     run_dir: str | None = None
     checkpoint: str | None = None
+    stopped_at_target: bool = False  # stopped early: the training return reached the target
 
     @classmethod
     def from_run(
@@ -65,6 +66,7 @@ class CellResult:
         reported = [v for _, v in curve if v is not None]
         last = reported[-1] if reported else None
         final = evaluation["return_mean"] if evaluation else last
+        target = cell.config["stop"].get("episode_return_mean")
         return cls(
             **_identity(cell),
             status="ok",
@@ -81,6 +83,7 @@ class CellResult:
             steps_to_threshold=first_crossing(curve, cell.threshold),
             run_dir=run_dir,
             checkpoint=checkpoint,
+            stopped_at_target=target is not None and last is not None and last >= target,
         )
 
     @classmethod

@@ -171,7 +171,9 @@ def write_report(data: dict[str, Any], spec: SuiteSpec, path: Path, pngs: dict[s
         "evaluation), mean ± half-width of the 95% Student-t interval over seeds. Margin: mean "
         f"minus the memoryless baseline's (`{data['baseline']}`) mean; **pass** when the margin "
         "is at least the task's stated margin. Steps to threshold: seeds whose training return "
-        "reached the threshold, and their mean env steps.",
+        "reached the threshold, and their mean env steps. Curves: training return; a seed "
+        "that stopped early because its training return reached the task's target "
+        "(`stop.episode_return_mean`) is held at its last value.",
         "",
     ]
     for task, t in data["tasks"].items():
@@ -241,7 +243,9 @@ def plot_task(task: str, spec: SuiteSpec, groups: list[Group], path: Path) -> Pa
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     drawn = 0
     for g in groups:
-        steps, mean, low, high = curves_on_grid([r.curve for r in g.results])
+        steps, mean, low, high = curves_on_grid(
+            [r.curve for r in g.results], held=[r.stopped_at_target for r in g.results]
+        )
         if not len(steps):
             continue
         label = f"{g.core} L{g.seq_len}" if len(lens) > 1 else g.core

@@ -34,23 +34,34 @@ def first_crossing(curve: Sequence[tuple[int, float | None]], threshold: float) 
 
 
 def curves_on_grid(
-    curves: Sequence[Sequence[tuple[int, float | None]]], points: int = 60
+    curves: Sequence[Sequence[tuple[int, float | None]]],
+    points: int = 60,
+    held: Sequence[bool] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Seeds' curves interpolated on one env-step grid: (steps, mean, low, high).
 
-    The grid spans 0 .. the shortest seed's last step (so every seed covers it); before a
-    seed's first reported return its value is NaN and that seed is left out of the point.
-    A point with one seed has a zero-width band; with none, NaN.
+    ``held[i]``: seed i stopped early because it reached its return target
+    (``stop.episode_return_mean``), so its last value stands for the rest of the run and is
+    carried forward. The grid spans 0 .. the shortest last step of the seeds that were not
+    held (so every seed covers it), or the longest held one when all were. Before a seed's
+    first reported return its value is NaN and that seed is left out of the point. A point
+    with one seed has a zero-width band; with none, NaN.
     """
-    cleaned = []
-    for curve in curves:
+    held = list(held) if held is not None else [False] * len(curves)
+    if len(held) != len(curves):
+        raise ValueError(f"held has {len(held)} entries for {len(curves)} curves")
+    cleaned, cleaned_held = [], []
+    for curve, hold in zip(curves, held):
         pts = [(s, v) for s, v in curve if v is not None and not math.isnan(v)]
         if pts:
             cleaned.append((np.array([p[0] for p in pts], float), np.array([p[1] for p in pts])))
+            cleaned_held.append(hold)
     if not cleaned:
         empty = np.zeros(0)
         return empty, empty, empty, empty
-    end = min(x[-1] for x, _ in cleaned)
+    ran_out = [x[-1] for (x, _), hold in zip(cleaned, cleaned_held) if not hold]
+    end = min(ran_out) if ran_out else max(x[-1] for x, _ in cleaned)
+    # np.interp holds the last value beyond a curve's end (only held seeds reach past theirs).
     grid = np.linspace(0.0, end, points)
     rows = np.stack([np.interp(grid, x, y, left=np.nan) for x, y in cleaned])
     mean, low, high = (np.full(points, np.nan) for _ in range(3))

@@ -222,3 +222,14 @@ def test_stats_helpers():
     steps, m, lo, hi = curves_on_grid([[(0, 0.0), (100, 1.0)], [(0, 1.0), (50, 2.0)]], points=3)
     assert steps.tolist() == [0.0, 25.0, 50.0]  # up to the shorter curve's end
     assert m.tolist() == pytest.approx([0.5, 0.875, 1.25])
+
+
+def test_a_seed_stopped_at_its_return_target_is_held_to_the_others_end():
+    curves = [[(0, 0.0), (50, 2.0)], [(0, 0.0), (100, 1.0)]]
+    steps, m, _, _ = curves_on_grid(curves, points=3, held=[True, False])
+    assert steps.tolist() == [0.0, 50.0, 100.0]  # the seed that ran its budget sets the end
+    assert m.tolist() == pytest.approx([0.0, 1.25, 1.5])  # the held seed stays at 2.0
+    steps, m, _, _ = curves_on_grid(curves, points=3, held=[True, True])
+    assert steps.tolist() == [0.0, 50.0, 100.0] and m[-1] == pytest.approx(1.5)
+    with pytest.raises(ValueError, match="held has 1 entries for 2 curves"):
+        curves_on_grid(curves, held=[True])

@@ -51,7 +51,7 @@ def curves_on_grid(
     if len(held) != len(curves):
         raise ValueError(f"held has {len(held)} entries for {len(curves)} curves")
     cleaned, cleaned_held = [], []
-    for curve, hold in zip(curves, held):
+    for curve, hold in zip(curves, held, strict=True):
         pts = [(s, v) for s, v in curve if v is not None and not math.isnan(v)]
         if pts:
             cleaned.append((np.array([p[0] for p in pts], float), np.array([p[1] for p in pts])))
@@ -59,7 +59,7 @@ def curves_on_grid(
     if not cleaned:
         empty = np.zeros(0)
         return empty, empty, empty, empty
-    ran_out = [x[-1] for (x, _), hold in zip(cleaned, cleaned_held) if not hold]
+    ran_out = [x[-1] for (x, _), hold in zip(cleaned, cleaned_held, strict=True) if not hold]
     end = min(ran_out) if ran_out else max(x[-1] for x, _ in cleaned)
     # np.interp holds the last value beyond a curve's end (only held seeds reach past theirs).
     grid = np.linspace(0.0, end, points)

@@ -51,6 +51,7 @@ from memrl.models.linear_attention import (
     GatedFeatures,
     LayerState,
     LinearTransformerCore,
+    feature_activation,
     linear_scan,
 )
 
@@ -86,9 +87,10 @@ class AReLiTAttention(nn.Module):
         r: int,
         eps: float,
         multiplicity: Tensor,
+        feature_map: str = "relu",
     ) -> None:
         super().__init__()
-        self.features = GatedFeatures(d_model, num_heads, d_head, nu)
+        self.features = GatedFeatures(d_model, num_heads, d_head, nu, feature_map)
         self.project = orthogonal_(nn.Linear(num_heads * d_head, d_model))
         self.r, self.eps = r, eps
         self.register_buffer("multiplicity", multiplicity, persistent=False)
@@ -160,10 +162,12 @@ class AReLiTCore(LinearTransformerCore):
         eps: float = 1e-5,
         omegas: str = "authors",
         embedding_relu: bool = True,
+        feature_map: str = "relu",
     ) -> None:
         if not isinstance(embedding_relu, bool):
             raise ValueError(f"embedding_relu must be True or False, got {embedding_relu!r}")
-        self.embedding_relu = embedding_relu
+        feature_activation(feature_map)  # validate before building
+        self.embedding_relu, self.feature_map = embedding_relu, feature_map
         if isinstance(r, bool) or not isinstance(r, int) or r <= 0:
             raise ValueError(f"r must be a positive int, got {r!r}")
         omega, self.period = frequencies(omegas, r)
@@ -210,6 +214,7 @@ class AReLiTCore(LinearTransformerCore):
             self.r,
             self.eps,
             self._multiplicity.clone(),
+            self.feature_map,
         )
 
     def state_spec(self) -> dict[str, StateSpec]:

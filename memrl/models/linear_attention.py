@@ -43,6 +43,27 @@ from memrl.models.gating import GRUGate, orthogonal_
 LayerState = dict[str, Tensor]
 
 
+def _elu1(x: Tensor) -> Tensor:
+    return F.elu(x) + 1.0
+
+
+# The non-negative activation inside the outer-product feature maps phi(k), phi(q).
+# "relu" is the authors'. Its flaw at small sizes: phi(k) = relu(k) (x) relu(p) is exactly 0
+# when the nu entries of p are all negative (chance 2^-nu per head and step at initialisation),
+# so that step is never written and gets no gradient to become so: in the learning suite's
+# T-Maze (nu = 2) the cue step was dead in some heads from the start. "elu1" (elu(x) + 1, the
+# feature map of Katharopoulos et al. 2020) is positive everywhere, so every step is written
+# and every feature gets a gradient.
+FEATURE_MAPS = {"relu": F.relu, "elu1": _elu1}
+
+
+def feature_activation(name: str):
+    """The activation called ``name`` in :data:`FEATURE_MAPS`; ValueError naming the options."""
+    if name not in FEATURE_MAPS:
+        raise ValueError(f"feature_map must be one of {tuple(FEATURE_MAPS)}, got {name!r}")
+    return FEATURE_MAPS[name]
+
+
 def _decay_product(decays: Sequence[Tensor], index: slice) -> Tensor:
     out = decays[0][:, index]
     for a in decays[1:]:
@@ -104,9 +125,12 @@ class GatedFeatures(nn.Module):
     [B, T, H, d_h].
     """
 
-    def __init__(self, d_model: int, num_heads: int, d_head: int, nu: int) -> None:
+    def __init__(
+        self, d_model: int, num_heads: int, d_head: int, nu: int, feature_map: str = "relu"
+    ) -> None:
         super().__init__()
         self.num_heads, self.d_head, self.nu = num_heads, d_head, nu
+        self.act = feature_activation(feature_map)
         self.kqvbg = orthogonal_(nn.Linear(d_model, 5 * num_heads * d_head))
         self.p123 = orthogonal_(nn.Linear(d_model, 3 * num_heads * nu))
 
@@ -127,8 +151,8 @@ class GatedFeatures(nn.Module):
         gamma = outer(torch.sigmoid(p3), torch.sigmoid(g))
         beta = torch.sigmoid(b)
         return {
-            "query": outer(F.relu(p2), F.relu(q)),
-            "key": gamma * outer(F.relu(p1), F.relu(k)),
+            "query": outer(self.act(p2), self.act(q)),
+            "key": gamma * outer(self.act(p1), self.act(k)),
             "value": beta * v,
             "key_decay": 1.0 - gamma,
             "value_decay": 1.0 - beta,

@@ -36,12 +36,16 @@ fused. The state grows as ``layers * heads * d_h * nu * d_h``: AReLiT (arelit.py
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from memrl.models.base import StateSpec
 from memrl.models.gating import orthogonal_, orthogonal_blocks_
-from memrl.models.linear_attention import LayerState, LinearTransformerCore, linear_scan
+from memrl.models.linear_attention import (
+    LayerState,
+    LinearTransformerCore,
+    feature_activation,
+    linear_scan,
+)
 from memrl.models.relit_chunked import chunked_readout
 
 UPDATE_RULES = ("projected_sigmoid", "outer_decay")
@@ -61,9 +65,12 @@ class ReLiTFeatures(nn.Module):
     (each [B, T, H, F]), ``value`` v and ``beta`` (each [B, T, H, d_h]).
     """
 
-    def __init__(self, d_model: int, num_heads: int, d_head: int, nu: int) -> None:
+    def __init__(
+        self, d_model: int, num_heads: int, d_head: int, nu: int, feature_map: str = "relu"
+    ) -> None:
         super().__init__()
         self.num_heads, self.d_head, self.nu = num_heads, d_head, nu
+        self.act = feature_activation(feature_map)
         self.first = nn.Linear(d_model, num_heads * (5 * d_head + 2 * nu))
         self.second_weight = nn.Parameter(torch.empty(num_heads, d_head + nu, d_head))
         self.second_bias = nn.Parameter(torch.zeros(num_heads, d_head + nu))
@@ -84,8 +91,8 @@ class ReLiTFeatures(nn.Module):
         q2 = torch.einsum("bthe,hfe->bthf", q, self.second_weight) + self.second_bias
         qa, qb = q2.split([d, nu], dim=-1)
         return {
-            "key": outer(F.relu(k), F.relu(p1)),
-            "query": outer(F.relu(qa), F.relu(qb)),
+            "key": outer(self.act(k), self.act(p1)),
+            "query": outer(self.act(qa), self.act(qb)),
             "gamma": outer(torch.sigmoid(g), torch.sigmoid(p3)),
             "value": v,
             "beta": torch.sigmoid(b),
@@ -106,10 +113,17 @@ class ReLiTAttention(nn.Module):
     chunk: int | None = 16
 
     def __init__(
-        self, d_model: int, num_heads: int, d_head: int, nu: int, eps: float, update_rule: str
+        self,
+        d_model: int,
+        num_heads: int,
+        d_head: int,
+        nu: int,
+        eps: float,
+        update_rule: str,
+        feature_map: str = "relu",
     ) -> None:
         super().__init__()
-        self.features = ReLiTFeatures(d_model, num_heads, d_head, nu)
+        self.features = ReLiTFeatures(d_model, num_heads, d_head, nu, feature_map)
         self.project = orthogonal_(nn.Linear(num_heads * d_head, d_model))
         self.eps, self.update_rule = eps, update_rule
 
@@ -196,10 +210,12 @@ class ReLiTCore(LinearTransformerCore):
         gate_bias: float = 2.0,
         eps: float = 1e-5,
         update_rule: str = "projected_sigmoid",
+        feature_map: str = "relu",
     ) -> None:
         if update_rule not in UPDATE_RULES:
             raise ValueError(f"update_rule must be one of {UPDATE_RULES}, got {update_rule!r}")
-        self.update_rule = update_rule
+        feature_activation(feature_map)  # validate before building
+        self.update_rule, self.feature_map = update_rule, feature_map
         super().__init__(
             input_dim,
             d_model=d_model,
@@ -214,7 +230,13 @@ class ReLiTCore(LinearTransformerCore):
 
     def _make_attention(self) -> nn.Module:
         return ReLiTAttention(
-            self.d_model, self.num_heads, self.d_head, self.nu, self.eps, self.update_rule
+            self.d_model,
+            self.num_heads,
+            self.d_head,
+            self.nu,
+            self.eps,
+            self.update_rule,
+            self.feature_map,
         )
 
     def state_spec(self) -> dict[str, StateSpec]:

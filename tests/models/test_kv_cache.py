@@ -10,7 +10,9 @@ from core_kwargs import SMALL_CORE_KWARGS, VARIANTS
 from memrl.models import make_core
 from memrl.models.kv_cache import act, empty_cache, supports_kv_cache, weights_version
 
-WINDOW = [(n, SMALL_CORE_KWARGS[n]) for n in ("trxl", "gtrxl", "local_xl")] + VARIANTS
+WINDOW = [(n, SMALL_CORE_KWARGS[n]) for n in ("trxl", "gtrxl", "local_xl")] + [
+    (n, kw) for n, kw in VARIANTS if n in ("trxl", "gtrxl", "local_xl")
+]
 B, T, D = 3, 14, 5
 
 

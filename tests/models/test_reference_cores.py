@@ -244,7 +244,9 @@ def scrambled_gate_biases(core):
 
 def test_relit_equals_authors_reference():
     torch.manual_seed(0)
-    core = make_core("relit", input_dim=D_IN, **SMALL).double().eval()
+    core = make_core(
+        "relit", input_dim=D_IN, feature_map="relu", **SMALL
+    ).double().eval()  # the authors' pp_relu kernel
     scrambled_gate_biases(core)
     x, first = inputs()
     with torch.no_grad():

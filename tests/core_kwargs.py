@@ -23,14 +23,14 @@ SMALL_CORE_KWARGS: dict[str, dict] = {
 }
 
 # Extra variants that must pass the same contract (multi-query attention, the references' GTrXL
-# embedding, the linear cores' elu+1 feature map).
+# embedding, the linear cores' relu feature map).
 VARIANTS: list[tuple[str, dict]] = [
     ("trxl", dict(SMALL_CORE_KWARGS["trxl"], kv_heads=1)),
     ("gtrxl", dict(SMALL_CORE_KWARGS["gtrxl"], kv_heads=1)),
     ("gtrxl", dict(SMALL_CORE_KWARGS["gtrxl"], embedding_relu=True)),  # the references' embedding
     ("local_xl", dict(SMALL_CORE_KWARGS["local_xl"], kv_heads=1)),
-    ("relit", dict(SMALL_CORE_KWARGS["relit"], feature_map="elu1")),
-    ("arelit", dict(SMALL_CORE_KWARGS["arelit"], feature_map="elu1", embedding_relu=False)),
+    ("relit", dict(SMALL_CORE_KWARGS["relit"], feature_map="relu")),  # the authors' kernel
+    ("arelit", dict(SMALL_CORE_KWARGS["arelit"], feature_map="relu", embedding_relu=False)),
 ]
 
 # Derived from the registry, so a new core joins the tests that fit its state.

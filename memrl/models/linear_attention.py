@@ -18,6 +18,9 @@ ReLiT and AReLiT share the layer structure and the scan; each has its own attent
       gamma  = flatten(sigmoid(p3) (x) sigmoid(g))     # [nu * d_h], in (0, 1)
       beta   = sigmoid(b)                              # [d_h], in (0, 1)
 
+  relu there is the authors' feature map (``feature_map="relu"``); memrl's default is elu+1
+  (``"elu1"``, see :data:`FEATURE_MAPS`).
+
   It returns the gated key ``gamma * phi(k)``, gated value ``beta * v``, the decays
   ``1 - gamma`` / ``1 - beta`` and the query feature ``phi(q)``.
 * ``GRUGate`` and ``GatedTransformerBlock``: the GTrXL block (Parisotto et al. 2020) the paper

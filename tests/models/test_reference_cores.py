@@ -244,9 +244,9 @@ def scrambled_gate_biases(core):
 
 def test_relit_equals_authors_reference():
     torch.manual_seed(0)
-    core = make_core(
-        "relit", input_dim=D_IN, feature_map="relu", **SMALL
-    ).double().eval()  # the authors' pp_relu kernel
+    core = (
+        make_core("relit", input_dim=D_IN, feature_map="relu", **SMALL).double().eval()
+    )  # the authors' pp_relu kernel
     scrambled_gate_biases(core)
     x, first = inputs()
     with torch.no_grad():
@@ -265,9 +265,11 @@ def test_arelit_equals_authors_reference(r, omegas, authors_tick):
     """The authors' frequencies at r <= 3 (all 0 or +-pi) give the authors' outputs exactly even
     with their never-reset tick; other frequencies are checked with the per-episode index."""
     torch.manual_seed(0)
-    core = make_core(
-        "arelit", input_dim=D_IN, r=r, omegas=omegas, feature_map="relu", **SMALL
-    ).double().eval()  # the authors' relu feature map
+    core = (
+        make_core("arelit", input_dim=D_IN, r=r, omegas=omegas, feature_map="relu", **SMALL)
+        .double()
+        .eval()
+    )  # the authors' relu feature map
     scrambled_gate_biases(core)
     x, first = inputs(1)
     if omegas == "authors":

@@ -2,6 +2,7 @@
 
 memrl data collect CONFIG|ENV_ID --episodes N --out DIR [--seed S]          (random policy)
 memrl data collect CHECKPOINT --episodes N --out DIR [--noise SIGMA | --epsilon EPS] [--seed S]
+memrl data merge OUT IN1 IN2 ... [--dataset-id ID]    (one dataset from several of one env)
 memrl data info DIR
 
 A checkpoint is verified and played as ``memrl eval`` plays it (see :mod:`memrl.rollout`): td3
@@ -66,6 +67,17 @@ def _collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _merge(args: argparse.Namespace) -> int:
+    from memrl.data import merge_datasets
+
+    writer = merge_datasets(args.out, args.inputs, dataset_id=args.dataset_id)
+    print(
+        f"wrote {writer.total_episodes} episodes, {writer.total_steps} steps from "
+        f"{len(args.inputs)} datasets to {args.out}"
+    )
+    return 0
+
+
 def _info(args: argparse.Namespace) -> int:
     from memrl.data import iter_episodes, read_info
 
@@ -117,11 +129,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="td3 checkpoint: Gaussian action noise, std in half action ranges",
     )  # fmt: skip
     c.add_argument("--epsilon", type=float, default=None, help="r2d2 checkpoint: epsilon-greedy")
+    m = sub.add_parser("merge", help="write several datasets of one env into a new one")
+    m.add_argument("out", type=Path, help="the new dataset's directory")
+    m.add_argument("inputs", type=Path, nargs="+", help="datasets, in the order to copy them")
+    m.add_argument("--dataset-id", default=None, help="the new dataset's id (Minari's)")
     i = sub.add_parser("info", help="episodes, steps, returns and action bounds of a dataset")
     i.add_argument("directory", type=Path)
     args = parser.parse_args(argv)
     try:
-        return _collect(args) if args.command == "collect" else _info(args)
+        return {"collect": _collect, "merge": _merge, "info": _info}[args.command](args)
     except (ConfigError, CheckpointError, DatasetError, FileNotFoundError, ValueError) as err:
         print(f"memrl data {args.command}: {err}", file=sys.stderr)
         return 2

@@ -292,8 +292,9 @@ def read_info(directory: str | Path) -> DatasetInfo:
     )
 
 
-def _check_files(info: DatasetInfo) -> list[tuple[Path, int]]:
-    """Every episode file with its step count, after checking schemas and row counts."""
+def check_files(info: DatasetInfo) -> list[tuple[Path, int]]:
+    """Every episode file with its step count, after checking schemas and row counts; raises
+    DatasetError naming the first file that is missing, unreadable or does not match."""
     data = info.path / "data"
     schema = expected_schema(info.observation_space, info.action_space)
     files, total = [], 0
@@ -346,7 +347,7 @@ def iter_episodes(directory: str | Path) -> Iterator[Episode]:
     """Stream the dataset's episodes in id order, one file in memory at a time. Every file's
     schema and row count is checked before the first episode is yielded."""
     info = read_info(directory)
-    for episode_id, (path, steps) in enumerate(_check_files(info)):
+    for episode_id, (path, steps) in enumerate(check_files(info)):
         yield _read_episode(info, path, episode_id, steps)
 
 

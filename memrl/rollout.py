@@ -166,6 +166,15 @@ def load_checkpoint_config(checkpoint: str | Path) -> tuple[Path, TrainConfig]:
     return path, config_from_dict(data, source=str(path / checkpoints.CONFIG_FILE))
 
 
+def _spaces(cfg: TrainConfig) -> tuple[gym.Space, gym.Space]:
+    """(observation space, action space) of ``cfg``'s env."""
+    env = make_env(resolve_env_id(cfg.task.env_name), **cfg.task.env_kwargs)
+    try:
+        return env.observation_space, env.action_space
+    finally:
+        env.close()
+
+
 def checkpoint_rollouts(
     cfg: TrainConfig, algorithm_dir: Path, behaviour: Behaviour, episodes: int, seed: int
 ) -> Iterator[Episode]:
@@ -176,7 +185,7 @@ def checkpoint_rollouts(
     from memrl.eval_policies import local_algorithm, sample_episodes
 
     cfg = behaviour.configured(cfg).model_copy(update={"seed": seed})
-    space = make_env(resolve_env_id(cfg.task.env_name), **cfg.task.env_kwargs).action_space
+    space = _spaces(cfg)[1]
     with local_algorithm(cfg, algorithm_dir) as algo:
         module = algo.env_runner.module
         if behaviour.algo == "td3" and hasattr(module, "set_uniform_exploration"):
@@ -187,6 +196,8 @@ def checkpoint_rollouts(
         done = 0
         while done < episodes:
             batch = sample_episodes(algo, min(CHUNK_EPISODES, episodes - done), behaviour.explore)
+            if not batch:  # pragma: no cover - RLlib returns the finished episodes it was asked for
+                raise RuntimeError(f"the env runner finished no episode ({done} of {episodes})")
             for rl_episode in batch:
                 yield episode_from_rllib(rl_episode, done, space, normalize, clip)
                 done += 1
@@ -214,7 +225,7 @@ def collect_checkpoint(
     path, cfg = load_checkpoint_config(checkpoint)
     behaviour = behaviour_for(cfg.algo, noise, epsilon)
     env_id = resolve_env_id(cfg.task.env_name)
-    env = make_env(env_id, **cfg.task.env_kwargs)
+    observation_space, action_space = _spaces(cfg)
     state = checkpoints.load_state(path)
     collector = {
         "policy": "checkpoint",
@@ -230,13 +241,12 @@ def collect_checkpoint(
     }
     with DatasetWriter(
         out,
-        env.observation_space,
-        env.action_space,
+        observation_space,
+        action_space,
         env_id=env_id,
         env_kwargs=cfg.task.env_kwargs,
         collector=collector,
     ) as writer:
-        env.close()
         algorithm_dir = path / checkpoints.ALGORITHM_DIR
         for episode in checkpoint_rollouts(cfg, algorithm_dir, behaviour, episodes, seed):
             writer.add(episode)

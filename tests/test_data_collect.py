@@ -1,7 +1,8 @@
 """``memrl data collect CHECKPOINT``: trained policies rolled out into datasets, known answers.
 
-The checkpoints are tests/crafted.py's: a TD3 actor that plays ``TD3_ACTION`` at every step of
-Pendulum-P, an R2D2 whose argmax Q is ``RIGHT`` on T-Maze. So the recorded actions are known
+The checkpoints have hand-set last layers (tests/crafted.py): a TD3 actor that plays
+``TD3_ACTION`` at every step of Pendulum-P, an R2D2 whose argmax Q is ``RIGHT`` on T-Maze, a PPO
+whose Gaussian mean is 0.5 (normalised units) on Pendulum-P. So the recorded actions are known
 exactly without noise, and their distribution is known with it.
 """
 
@@ -15,9 +16,12 @@ import numpy as np
 import pytest
 
 from memrl.cli import main
-from memrl.config import ConfigError
+from memrl.config import ConfigError, load_config
 from memrl.data import load_episodes
-from memrl.rollout import ALLOWED, behaviour_for, episode_from_rllib
+from memrl.eval_policies import eval_config
+from memrl.resources import ResolvedResources
+from memrl.rollout import ALLOWED, behaviour_for, episode_from_rllib, executed_actions
+from memrl.session import build_algorithm_config
 from tests.crafted import (
     MAX_STEPS,
     R2D2,
@@ -35,6 +39,31 @@ PENDULUM_STEPS = 200
 @pytest.fixture(scope="module")
 def td3_ckpt(ray_local, tmp_path_factory) -> Path:
     return save_crafted("td3/pendulum_p_gru", TD3, tmp_path_factory.mktemp("td3"), constant_torque)
+
+
+# PPO on Pendulum-P: greedy = the Gaussian's mean, 0.5 in RLlib's normalised action units.
+PPO = [
+    "algo=ppo",
+    "model.core_kwargs.hidden_size=8",
+    "model.network.encoder_hiddens=[8]",
+    "ppo.train_batch_size_per_learner=64",
+    "ppo.minibatch_size=32",
+    "resources.num_env_runners=0",
+    "resources.num_envs_per_env_runner=1",
+    "resources.num_learners=0",
+    "resources.num_gpus_per_learner=0",
+]
+
+
+def _mean_half(module) -> None:
+    last = module.pi_head[-1].linear
+    last.weight.zero_()
+    last.bias.fill_(0.5)
+
+
+@pytest.fixture(scope="module")
+def ppo_ckpt(ray_local, tmp_path_factory) -> Path:
+    return save_crafted("td3/pendulum_p_gru", PPO, tmp_path_factory.mktemp("ppo"), _mean_half)
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +148,27 @@ def test_r2d2_epsilon_zero_is_greedy_and_epsilon_is_seeded(r2d2_ckpt, tmp_path):
     assert not np.array_equal(runs[0], runs[2])
 
 
+def test_ppo_greedy_records_the_executed_mean_action(ppo_ckpt, tmp_path):
+    out = tmp_path / "ppo"
+    assert _collect(ppo_ckpt, out, 1) == 0
+    info, (episode,) = load_episodes(out)
+    assert info.collector["algo"] == "ppo" and info.collector["behaviour"].startswith("greedy")
+    # What RLlib sent the env for the module's 0.5 (unsquashed into [-2, 2] when its PPO config
+    # normalises actions, as RLlib's default does): not the 0.5 its episodes store.
+    cfg = load_config(ppo_ckpt / "config.yaml")
+    local = ResolvedResources(
+        num_env_runners=0, num_envs_per_env_runner=1, num_learners=0, num_gpus_per_learner=0
+    )
+    rllib = build_algorithm_config(eval_config(cfg, str(tmp_path)), local)
+    expected = executed_actions(
+        np.array([[0.5]]), info.action_space, rllib.normalize_actions, rllib.clip_actions
+    )
+    assert rllib.normalize_actions and expected[0, 0] == pytest.approx(1.0)
+    np.testing.assert_allclose(
+        episode.action, np.broadcast_to(expected, (PENDULUM_STEPS, 1)), rtol=1e-5
+    )
+
+
 @pytest.mark.parametrize(
     ("which", "flags", "named"),
     [
@@ -129,13 +179,16 @@ def test_r2d2_epsilon_zero_is_greedy_and_epsilon_is_seeded(r2d2_ckpt, tmp_path):
         ("r2d2", ["--epsilon", "1.5"], "--epsilon"),
         ("env", ["--noise", "0.1"], "--noise"),
         ("env", ["--epsilon", "0.1"], "--epsilon"),
+        ("ppo", ["--noise", "0.1"], "--noise"),
+        ("ppo", ["--epsilon", "0.1"], "--epsilon"),
         ("td3", ["--episodes", "0"], "--episodes"),
     ],
 )
 def test_flags_not_allowed_are_one_line_and_write_nothing(
-    which, flags, named, td3_ckpt, r2d2_ckpt, tmp_path, capsys
+    which, flags, named, td3_ckpt, r2d2_ckpt, ppo_ckpt, tmp_path, capsys
 ):
-    source = {"td3": td3_ckpt, "r2d2": r2d2_ckpt, "env": "memrl/PointGoalMemory-v0"}[which]
+    sources = {"td3": td3_ckpt, "r2d2": r2d2_ckpt, "ppo": ppo_ckpt}
+    source = sources.get(which, "memrl/PointGoalMemory-v0")
     out = tmp_path / "never"
     capsys.readouterr()
     assert _collect(source, out, 1, *flags) == 2

@@ -6,7 +6,7 @@ Per task:
 
 1. **Behaviour policies.** A recurrent TD3 (GRU) is trained in this process
    (:func:`memrl.rllib.td3.local.train_local`, the loop of the TD3 learning test), its
-   deterministic actor evaluated ``EVALS`` times along the way and each evaluation's weights
+   deterministic actor evaluated 8 times along the way and each evaluation's weights
    kept. *expert* = the best evaluation; *medium* = an earlier one whose score is nearest
    ``--medium-fraction`` of the way from random to expert (D4RL's "medium" is an early-stopped
    policy). Both are saved as ordinary memrl checkpoints (config, manifest, RLlib state), so
@@ -28,6 +28,10 @@ Per task:
 ``100 (R - R_random) / (R_expert - R_random)`` with the random and expert datasets' returns.
 PointGoalMemory's Q-Transformer and BC replay every training sequence from its episode's start
 (burn-in 50 = the episode length): the goal is only in the first observation.
+
+Defaults: TD3 for 24k (Pendulum-P) / 12k (PointGoalMemory) env steps, 50 / 200 episodes (10k
+steps) per collected dataset, 1000 updates per learner and dataset, 10 evaluation episodes:
+about 25 minutes on 2 busy CPU cores (TD3 ~10, the 16 learner runs ~13). ``--quick``: about 2.
 
 RLlib's CQL/IQL are not run (see :data:`PEERS_NOTE`).
 

@@ -18,7 +18,8 @@ line of :data:`POLICIES`) naming these three things.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,19 +151,18 @@ def eval_config(cfg: TrainConfig, replay_dir: str) -> TrainConfig:
     return cfg.model_copy(update={"replay": small})
 
 
-def play(
-    cfg: TrainConfig,
-    algorithm_dir: Path,
-    episodes: int,
-    explore: bool,
-    configure: Callable[[Any], Any] | None = None,
-) -> PlayedEpisodes:
-    """Play ``episodes`` episodes of the checkpoint at ``algorithm_dir`` in one local env runner.
+@contextmanager
+def local_algorithm(
+    cfg: TrainConfig, algorithm_dir: Path, configure: Callable[[Any], Any] | None = None
+) -> Iterator[Any]:
+    """The RLlib algorithm of ``cfg`` built for one local env runner (one env, no remote actors,
+    no GPU) with the checkpoint at ``algorithm_dir`` restored by ``cfg.algo``'s entry; what
+    :func:`play` and ``memrl data collect`` sample from (``algo.env_runner.sample``).
 
     ``configure(algorithm_config) -> algorithm_config`` may change the RLlib config before the
-    algorithm is built (the video recorder adds its callbacks there). Starts a local Ray (1 CPU)
-    if none is running, and stops it afterwards. Raises ConfigError for an algorithm without an
-    entry in :data:`POLICIES`.
+    algorithm is built. Starts a local Ray (1 CPU) if none is running; the algorithm (and a Ray
+    it started) is stopped on leaving. Raises ConfigError for an algorithm without an entry in
+    :data:`POLICIES` or one that is not an RLlib algorithm (an entry with its own ``play``).
     """
     import ray
 
@@ -170,13 +170,12 @@ def play(
 
     policy = policy_for(cfg.algo)
     if policy.play is not None:
-        return policy.play(cfg, algorithm_dir, episodes, explore, configure)
+        raise ConfigError(f"algo: {cfg.algo!r} is not an RLlib algorithm; it has its own play")
     started = False
     if not ray.is_initialized():
         ray.init(num_cpus=1, include_dashboard=False)
         started = True
     algo = None
-    played = PlayedEpisodes()
     try:
         with tempfile.TemporaryDirectory(prefix="memrl-eval-") as scratch:
             local = ResolvedResources(
@@ -190,15 +189,7 @@ def play(
                 algo_config = configure(algo_config)
             algo = algo_config.build_algo()
             policy.restore(algo, algorithm_dir)
-            done = algo.env_runner.sample(
-                num_episodes=episodes, explore=explore, random_actions=False
-            )
-            for episode in [e for e in done if e.is_done][:episodes]:
-                played.returns.append(float(episode.get_return()))
-                played.lengths.append(len(episode))
-                played.final_infos.append(episode.get_infos(-1))
-                played.final_rewards.append(float(episode.get_rewards(-1)))
-                played.actions.append(list(episode.get_actions()))
+            yield algo
             algo.stop()
             algo = None
     finally:
@@ -206,4 +197,35 @@ def play(
             algo.stop()
         if started:
             ray.shutdown()
+
+
+def sample_episodes(algo: Any, episodes: int, explore: bool) -> list[Any]:
+    """``episodes`` finished RLlib episodes (``SingleAgentEpisode``) from ``algo``'s local env
+    runner, in the order they ended; the envs are reset first."""
+    done = algo.env_runner.sample(num_episodes=episodes, explore=explore, random_actions=False)
+    return [e for e in done if e.is_done][:episodes]
+
+
+def play(
+    cfg: TrainConfig,
+    algorithm_dir: Path,
+    episodes: int,
+    explore: bool,
+    configure: Callable[[Any], Any] | None = None,
+) -> PlayedEpisodes:
+    """Play ``episodes`` episodes of the checkpoint at ``algorithm_dir`` in one local env runner
+    (:func:`local_algorithm`; ``configure`` as there), or through the entry's own ``play``.
+    Raises ConfigError for an algorithm without an entry in :data:`POLICIES`.
+    """
+    policy = policy_for(cfg.algo)
+    if policy.play is not None:
+        return policy.play(cfg, algorithm_dir, episodes, explore, configure)
+    played = PlayedEpisodes()
+    with local_algorithm(cfg, algorithm_dir, configure) as algo:
+        for episode in sample_episodes(algo, episodes, explore):
+            played.returns.append(float(episode.get_return()))
+            played.lengths.append(len(episode))
+            played.final_infos.append(episode.get_infos(-1))
+            played.final_rewards.append(float(episode.get_rewards(-1)))
+            played.actions.append(list(episode.get_actions()))
     return played

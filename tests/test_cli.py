@@ -14,7 +14,7 @@ def test_unknown_benchmark_lists_valid_ones(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["bench", "corez"])
     assert exc.value.code == 2
-    assert "'cores', 'envs', 'ppo', 'replay', 'state-bytes'" in capsys.readouterr().err
+    assert "'cores', 'envs', 'offline', 'ppo', 'replay', 'state-bytes'" in capsys.readouterr().err
 
 
 def test_benchmark_help_reaches_the_benchmark(capsys):

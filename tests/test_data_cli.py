@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from memrl.cli import main
-from memrl.data import load_episodes
+from memrl.data import load_episodes, read_info
 
 
 def test_collect_then_info(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -33,8 +33,12 @@ def test_collect_then_info(tmp_path: Path, capsys: pytest.CaptureFixture) -> Non
     again = tmp_path / "again"
     main(["data", "collect", "memrl/PointGoalMemory-v0", "--episodes", "3", "--out", str(again)])
     np.testing.assert_array_equal(load_episodes(again)[1][2].action, episodes[2].action)
-    with pytest.raises(ValueError, match="already holds data"):
-        main(["data", "collect", "memrl/PointGoalMemory-v0", "--episodes", "1", "--out", str(out)])
+    capsys.readouterr()
+    code = main(
+        ["data", "collect", "memrl/PointGoalMemory-v0", "--episodes", "1", "--out", str(out)]
+    )
+    assert code == 2 and "already holds data" in capsys.readouterr().err
+    assert read_info(out).total_episodes == 3
 
 
 def test_collect_from_a_config(tmp_path: Path) -> None:
@@ -46,18 +50,11 @@ def test_collect_from_a_config(tmp_path: Path) -> None:
     assert info.env_id == "memrl/Pendulum-P-v0" and len(episodes[0]) == 200
 
 
-def test_checkpoint_policies_say_not_yet(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="not implemented yet"):
-        main(
-            [
-                "data",
-                "collect",
-                "memrl/PointGoalMemory-v0",
-                "--episodes",
-                "1",
-                "--out",
-                str(tmp_path),
-                "--noise",
-                "0.1",
-            ]
-        )
+def test_a_random_policy_takes_neither_flag(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # Rolling out checkpoints (with --noise / --epsilon): tests/test_data_collect.py.
+    out = tmp_path / "ds"
+    argv = ["data", "collect", "memrl/PointGoalMemory-v0", "--episodes", "1", "--out", str(out)]
+    assert main([*argv, "--noise", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "--noise: not for a random policy" in err and "td3 checkpoint" in err
+    assert not out.exists()

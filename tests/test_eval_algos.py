@@ -1,7 +1,7 @@
 """``memrl eval`` of R2D2 and TD3 checkpoints, and ``--video``, on policies with a known answer.
 
-Each checkpoint is a freshly built algorithm whose last layer is set by hand, so that the
-greedy / deterministic policy takes one known action whatever it sees:
+Each checkpoint is a freshly built algorithm whose last layer is set by hand (tests/crafted.py), so
+that the greedy / deterministic policy takes one known action whatever it sees:
 
 - R2D2 on T-Maze, argmax Q = RIGHT: the agent never takes an arm, every episode is cut off
   after ``max_steps`` steps of -0.1: success 0, return exactly ``-0.1 * max_steps``.
@@ -14,83 +14,34 @@ PPO's eval on a trained checkpoint is in test_evaluate.py.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from memrl import checkpoints
 from memrl.config import load_config
 from memrl.evaluate import evaluate, main
-
-MAX_STEPS = 6
-RIGHT = 3
-TD3_ACTION = 2.0 * math.tanh(0.5)
-
-# Tiny networks and replay, sampled in the driver: both algorithms' checkpoints share these.
-TINY_OFFPOLICY = [
-    "model.core_kwargs.hidden_size=8",
-    "model.network.encoder_hiddens=[8]",
-    "replay.capacity=512",
-    "replay.burn_in=2",
-    "replay.seq_len=4",
-    "replay.chunk_overlap=2",
-    "resources.num_env_runners=0",
-    "resources.num_envs_per_env_runner=1",
-    "resources.num_learners=0",
-    "resources.num_gpus_per_learner=0",
-]
-R2D2 = [
-    "task.corridor_len=4",
-    "task.num_distractors=0",
-    f"task.max_steps={MAX_STEPS}",
-    *TINY_OFFPOLICY,
-]
-TD3 = [*TINY_OFFPOLICY, "model.network.head_hiddens=[8]", "evaluation.success_threshold=0.0"]
-
-
-def _learner_module(algo):
-    return algo.learner_group._learner.module["default_policy"]
-
-
-def _save_crafted(config: str, overrides: list[str], out: Path, craft) -> Path:
-    from memrl.session import build_algorithm
-
-    cfg = load_config(config, [*overrides, f"output_dir={out}", "stop.iterations=1"])
-    algo = build_algorithm(cfg)
-    try:
-        with torch.no_grad():
-            craft(_learner_module(algo))
-        state = checkpoints.CheckpointState(1, 0, 0.0, cfg.name)
-        return checkpoints.save(algo, cfg.checkpoint_dir, cfg.to_yaml_dict(), state, keep=1)
-    finally:
-        algo.stop()
-
-
-def _always_right(module) -> None:
-    last = module.q.head.advantage[-1]  # Q = V + A - mean(A): A's bias alone sets the argmax
-    last.weight.zero_()
-    last.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 5.0]))
-
-
-def _constant_torque(module) -> None:
-    last = module.networks.actor_head[-2]  # Linear before the Tanh
-    last.weight.zero_()
-    last.bias.fill_(0.5)
+from tests.crafted import (
+    MAX_STEPS,
+    R2D2,
+    RIGHT,
+    TD3,
+    TD3_ACTION,
+    always_right,
+    constant_torque,
+    save_crafted,
+)
 
 
 @pytest.fixture(scope="module")
 def r2d2_ckpt(ray_local, tmp_path_factory) -> Path:
-    return _save_crafted("r2d2/tmaze_gru", R2D2, tmp_path_factory.mktemp("r2d2"), _always_right)
+    return save_crafted("r2d2/tmaze_gru", R2D2, tmp_path_factory.mktemp("r2d2"), always_right)
 
 
 @pytest.fixture(scope="module")
 def td3_ckpt(ray_local, tmp_path_factory) -> Path:
-    return _save_crafted(
-        "td3/pendulum_p_gru", TD3, tmp_path_factory.mktemp("td3"), _constant_torque
-    )
+    return save_crafted("td3/pendulum_p_gru", TD3, tmp_path_factory.mktemp("td3"), constant_torque)
 
 
 def test_r2d2_greedy_eval_reports_the_known_answer(r2d2_ckpt, capsys):

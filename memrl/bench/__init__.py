@@ -8,6 +8,7 @@ through ``memrl.bench.report.write_report`` (JSON plus a Markdown table beside i
 BENCHMARKS: dict[str, str] = {
     "cores": "memrl.bench.cores",
     "envs": "memrl.bench.envs",
+    "offline": "memrl.bench.offline",
     "ppo": "memrl.bench.ppo",
     "replay": "memrl.bench.replay",
     "state-bytes": "memrl.bench.state_bytes",

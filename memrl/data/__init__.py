@@ -12,6 +12,7 @@ from memrl.data.dataset import (
     read_info,
 )
 from memrl.data.episode import Episode
+from memrl.data.merge import merge_datasets
 from memrl.data.replay_checkpoint import episodes_from_replay_checkpoint, read_shard_tables
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "episodes_from_replay_checkpoint",
     "iter_episodes",
     "load_episodes",
+    "merge_datasets",
     "read_info",
     "read_shard_tables",
 ]

@@ -55,20 +55,20 @@ def collect(
     seed: int = 0,
 ) -> DatasetWriter:
     """Write ``episodes`` episodes of ``policy`` (default: uniform random) on ``env_id`` to a new
-    dataset at ``out``; returns the closed writer (its totals)."""
+    dataset at ``out``; returns the closed writer (its totals). Nothing is left at ``out`` if
+    it fails."""
     from memrl.envs import make_env
 
     env = make_env(env_id, **(env_kwargs or {}))
     policy = policy or random_policy(env.action_space, seed)
-    writer = DatasetWriter(
+    with DatasetWriter(
         out,
         env.observation_space,
         env.action_space,
         env_id=env_id,
         env_kwargs=env_kwargs,
         collector={"policy": policy_name, "episodes": episodes, "seed": seed},
-    )
-    for episode in rollouts(env, policy, episodes, seed):
-        writer.add(episode)
-    writer.close()
+    ) as writer:
+        for episode in rollouts(env, policy, episodes, seed):
+            writer.add(episode)
     return writer

@@ -40,15 +40,20 @@ files only after a conversion (a ``map_batches`` over each episode that adds ``n
 drops the final row, or a custom ``prelearner_class``). Not done here: no RLlib learner reads
 these datasets yet.
 
-Writes are atomic per file (temp name, fsync, rename); ``metadata.json`` is written last, so a
-dataset without it is incomplete. Readers check every file's schema and row count *before*
-returning anything and raise :class:`DatasetError` naming the file. :func:`iter_episodes`
-streams one episode file at a time (datasets larger than memory).
+Writes are atomic per dataset: :class:`DatasetWriter` fills a hidden sibling folder
+(``DIR/.data.partial-*``) and renames it to ``DIR/data`` when it closes, so ``DIR/data`` is
+never half-written (each file inside is also written atomically, and ``metadata.json`` last).
+Readers check every file's schema and row count *before* returning anything and raise
+:class:`DatasetError` naming the file. :func:`iter_episodes` streams one episode file at a time
+(datasets larger than memory).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,7 +139,9 @@ def _env_spec_json(env_id: str | None, env_kwargs: dict[str, Any]) -> str | None
 
 
 class DatasetWriter:
-    """Writes episodes into a new dataset directory; :meth:`close` writes ``metadata.json``.
+    """Writes episodes into a new dataset directory; :meth:`close` writes ``metadata.json`` and
+    moves the finished ``data/`` into place, :meth:`abort` discards what was written. As a
+    context manager it closes on success and aborts on an exception.
 
     Raises ValueError if ``directory`` already holds a dataset, or a space is unsupported.
     """
@@ -154,7 +161,8 @@ class DatasetWriter:
         self.data = self.root / "data"
         if (self.data / METADATA).exists() or (self.data.exists() and any(self.data.iterdir())):
             raise ValueError(f"{self.data} already holds data; choose a new --out directory")
-        self.data.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._partial = Path(tempfile.mkdtemp(prefix=".data.partial-", dir=self.root))
         self.observation_space, self.action_space = observation_space, action_space
         self._obs_space_json = serialize_space(observation_space)
         self._action_space_json = serialize_space(action_space)
@@ -189,7 +197,7 @@ class DatasetWriter:
             },
             schema=self.schema,
         )
-        folder = self.data / str(self.total_episodes)
+        folder = self._partial / str(self.total_episodes)
         folder.mkdir()
         write_atomic(folder / PART, lambda tmp: pq.write_table(table, tmp))
         meta = {"id": self.total_episodes, "total_steps": steps}
@@ -197,8 +205,22 @@ class DatasetWriter:
         self.total_episodes += 1
         self.total_steps += steps
 
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, kind: type | None, *_: object) -> None:
+        if kind is not None:
+            self.abort()
+        elif self._partial.exists():
+            self.close()
+
+    def abort(self) -> None:
+        """Discard everything written so far (``DIR/data`` is not created)."""
+        shutil.rmtree(self._partial, ignore_errors=True)
+
     def close(self) -> Path:
-        """Write ``data/metadata.json``; returns the dataset directory."""
+        """Write ``metadata.json`` and move ``data/`` into place; returns the dataset
+        directory."""
         meta = {
             "dataset_id": self.dataset_id,
             "minari_version": MINARI_VERSION,
@@ -219,7 +241,12 @@ class DatasetWriter:
         spec = _env_spec_json(self.env_id, self.env_kwargs)
         if spec is not None:
             meta["env_spec"] = spec
-        write_atomic(self.data / METADATA, lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
+        write_atomic(
+            self._partial / METADATA, lambda tmp: tmp.write_text(json.dumps(meta, indent=2))
+        )
+        if self.data.is_dir():  # an empty data/ (checked in __init__) is replaced
+            self.data.rmdir()
+        os.rename(self._partial, self.data)
         return self.root
 
 
@@ -265,8 +292,9 @@ def read_info(directory: str | Path) -> DatasetInfo:
     )
 
 
-def _check_files(info: DatasetInfo) -> list[tuple[Path, int]]:
-    """Every episode file with its step count, after checking schemas and row counts."""
+def check_files(info: DatasetInfo) -> list[tuple[Path, int]]:
+    """Every episode file with its step count, after checking schemas and row counts; raises
+    DatasetError naming the first file that is missing, unreadable or does not match."""
     data = info.path / "data"
     schema = expected_schema(info.observation_space, info.action_space)
     files, total = [], 0
@@ -319,7 +347,7 @@ def iter_episodes(directory: str | Path) -> Iterator[Episode]:
     """Stream the dataset's episodes in id order, one file in memory at a time. Every file's
     schema and row count is checked before the first episode is yielded."""
     info = read_info(directory)
-    for episode_id, (path, steps) in enumerate(_check_files(info)):
+    for episode_id, (path, steps) in enumerate(check_files(info)):
         yield _read_episode(info, path, episode_id, steps)
 
 

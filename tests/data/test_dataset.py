@@ -141,6 +141,42 @@ def test_missing_pieces(tmp_path: Path) -> None:
         read_info(root)
 
 
+def test_multibinary_observations_round_trip(tmp_path: Path) -> None:
+    # T-Maze's observation space (memrl's extension of Minari's space JSON).
+    obs_space = gym.spaces.MultiBinary(3)
+    rng = np.random.default_rng(0)
+    episode = Episode(
+        obs=rng.integers(0, 2, (5, 3)).astype(np.int8),
+        action=np.array([0, 3, 3, 1, 2]),
+        reward=np.ones(5, np.float32),
+        terminated=True,
+        truncated=False,
+        episode_id=0,
+        final_obs=np.array([0, 1, 0], np.int8),
+    )
+    writer = DatasetWriter(tmp_path / "ds", obs_space, gym.spaces.Discrete(4), env_id=None)
+    writer.add(episode)
+    writer.close()
+    info, (back,) = load_episodes(tmp_path / "ds")
+    assert info.observation_space == obs_space and back.obs.dtype == np.int8
+    np.testing.assert_array_equal(back.obs, episode.obs)
+    np.testing.assert_array_equal(back.final_obs, episode.final_obs)
+
+
+def test_a_writer_that_fails_leaves_no_dataset(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    with pytest.raises(RuntimeError, match="boom"), DatasetWriter(root, OBS, BOX, env_id=None) as w:
+        w.add(_episodes(BOX, n=1)[0])
+        raise RuntimeError("boom")
+    assert list(root.iterdir()) == []
+    with DatasetWriter(root, OBS, BOX, env_id=None) as writer:  # the folder is still free
+        writer.add(_episodes(BOX, n=1)[0])
+        assert not (root / "data").exists()  # in place only once closed
+    assert read_info(root).total_episodes == 1 and sorted(p.name for p in root.iterdir()) == [
+        "data"
+    ]
+
+
 def test_minari_reads_it(tmp_path: Path) -> None:
     """Only where the optional ``minari`` package is installed."""
     minari = pytest.importorskip("minari")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,12 +87,14 @@ def train_local(
     eval_episodes: int = 5,
     seed: int = 0,
     env_kwargs: dict[str, Any] | None = None,
+    on_eval: Callable[[int, float, TD3Networks], None] | None = None,
 ) -> tuple[TD3Networks, LocalResult]:
     """Train recurrent TD3 on ``env_id`` for ``total_steps`` env steps (all envs together).
 
     ``td3.updates_per_iteration`` updates run every ``train_every`` lockstep env steps once
     ``td3.learning_starts`` steps were collected (uniform random actions before that).
-    ``eval_every`` > 0 evaluates the deterministic actor every that many env steps.
+    ``eval_every`` > 0 evaluates the deterministic actor every that many env steps, then calls
+    ``on_eval(env_steps, mean return, networks)`` (e.g. to keep snapshots of the policy).
     Returns the trained networks and the learning curve.
     """
     import memrl.envs  # noqa: F401  (registers memrl/* ids)
@@ -185,5 +188,7 @@ def train_local(
             log.info(
                 "env steps %d: eval return %.1f (%d updates)", env_steps, score, result.updates
             )
+            if on_eval is not None:
+                on_eval(env_steps, score, networks)
     result.time_s = time.perf_counter() - began
     return networks, result

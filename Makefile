@@ -10,6 +10,11 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.memrl-setup
 ENV_STAMP := $(VENV)/.memrl-envs
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist). Much of the suite waits (Ray start-up, subprocesses, sampling
+# loops of one thread), so two workers halve the wall time on 2 cores; TEST_WORKERS=0 runs it
+# in one process.
+TEST_WORKERS ?= 2
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist load)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: setup setup-envs test test-fast lint demo bench validate-deploy clean
@@ -32,10 +37,10 @@ $(ENV_STAMP): $(STAMP) scripts/setup_envs.sh
 	@touch $@
 
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: setup
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check memrl tests

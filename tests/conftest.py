@@ -29,7 +29,11 @@ def ray_local():
     torch.set_num_threads(1)  # 2 shared cores: intra-op threads only contend
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+        # address="local": always a new Ray of this process's own, never one found on the
+        # machine (with parallel test workers another worker's cluster may be running).
+        ray.init(
+            address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING
+        )
     yield
     if started:
         ray.shutdown()

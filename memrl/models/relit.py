@@ -192,7 +192,8 @@ class ReLiTCore(LinearTransformerCore):
     kernel has relu (``feature_map="relu"``). With relu, ReLiT learned the quick suite's T-Maze
     on 1 of 3 seeds at lr 2e-3 and 1 of 3 at 1e-3: the cue step's key was exactly zero in some
     heads from initialisation (see ``linear_attention.FEATURE_MAPS``); with elu1 on 6 of 6
-    (docs/results/quick.md). The input embedding is a plain ``Linear`` (no ReLU), as theirs. ``gate_bias=2`` is GTrXL's gate bias ``b_g`` as in the authors' ``GRUGatingUnit``.
+    (docs/results/linear-features.md). The input embedding is a plain ``Linear`` (no ReLU), as
+    theirs. ``gate_bias=2`` is GTrXL's gate bias ``b_g`` as in the authors' ``GRUGatingUnit``.
     ``eps=1e-5`` is the normaliser guard of the authors' AReLiT layer (their ReLiT used 1e-10;
     1e-5 keeps float32 and bf16 away from a ~0 denominator).
 

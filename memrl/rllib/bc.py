@@ -31,6 +31,7 @@ from memrl.config import NetworkConfig
 from memrl.data.episode import Episode
 from memrl.models import check_core_name, make_core
 from memrl.rllib.encoders import build_encoder, mlp
+from memrl.rllib.qtransformer.policy import play_episodes
 
 
 @dataclass(frozen=True)
@@ -250,30 +251,10 @@ def train_bc(
     return policy, result
 
 
-@torch.no_grad()
 def play_bc(
     policy: BCPolicy, make_env: Callable[[], gym.Env], episodes: int, seed: int
 ) -> list[float]:
     """Returns of ``episodes`` episodes of ``policy`` in one env from ``make_env``, reset with
     seeds ``seed, seed + 1, ...``; the core's state is carried and reset at each episode."""
-    was_training = policy.training
-    policy.eval()
-    device = next(policy.parameters()).device
-    returns: list[float] = []
-    env = make_env()
-    try:
-        for i in range(episodes):
-            obs, _ = env.reset(seed=seed + i)
-            state = policy.initial_state(1, device)
-            first, done, total = True, False, 0.0
-            while not done:
-                x = torch.as_tensor(np.asarray(obs), device=device)[None, None]
-                action, state = policy.act(x, torch.tensor([[first]], device=device), state)
-                obs, reward, terminated, truncated, _ = env.step(action[0, 0])
-                total += float(reward)
-                first, done = False, terminated or truncated
-            returns.append(total)
-    finally:
-        env.close()
-        policy.train(was_training)
-    return returns
+    played = play_episodes(policy, lambda action: action, make_env, episodes, seed)
+    return [episode.episode_return for episode in played]

@@ -31,31 +31,34 @@ class GreedyEpisode:
 
 
 @torch.no_grad()
-def play_greedy(
-    network: QTransformerNetwork,
-    bins: ActionBins,
+def play_episodes(
+    module: torch.nn.Module,
+    to_action: Callable[[Any], Any],
     make_env: Callable[[], gym.Env],
     episodes: int,
     seed: int,
 ) -> list[GreedyEpisode]:
-    """``episodes`` greedy episodes in one env from ``make_env``, reset with seeds ``seed``,
-    ``seed + 1``, ...; the network is put back in training mode afterwards."""
-    was_training = network.training
-    network.eval()
-    device = next(network.parameters()).device
+    """``episodes`` episodes of a recurrent torch policy in one env from ``make_env``, reset with
+    seeds ``seed``, ``seed + 1``, ...: ``module.initial_state(1, device)`` at each episode's start,
+    ``module.act(x [1, 1, ...], first [1, 1], state) -> (out, state)`` per step, and
+    ``to_action(out[0, 0])`` the env action. The module is put back in its training mode
+    afterwards. (Q-Transformer's greedy decoding and behaviour cloning both play this way.)"""
+    was_training = module.training
+    module.eval()
+    device = next(module.parameters()).device
     played: list[GreedyEpisode] = []
     env = make_env()
     try:
         for i in range(episodes):
             obs, _ = env.reset(seed=seed + i)
-            state = network.initial_state(1, device)
+            state = module.initial_state(1, device)
             first, done = True, False
             episode = GreedyEpisode(0.0, 0, {}, 0.0)
             while not done:
                 x = torch.as_tensor(np.asarray(obs), device=device)[None, None]
                 f = torch.tensor([[first]], device=device)
-                chosen, state = network.act(x, f, state)
-                action = bins.to_action(chosen[0, 0].cpu().numpy())
+                out, state = module.act(x, f, state)
+                action = to_action(out[0, 0])
                 obs, reward, terminated, truncated, info = env.step(action)
                 episode.episode_return += float(reward)
                 episode.length += 1
@@ -65,5 +68,19 @@ def play_greedy(
             played.append(episode)
     finally:
         env.close()
-        network.train(was_training)
+        module.train(was_training)
     return played
+
+
+def play_greedy(
+    network: QTransformerNetwork,
+    bins: ActionBins,
+    make_env: Callable[[], gym.Env],
+    episodes: int,
+    seed: int,
+) -> list[GreedyEpisode]:
+    """``episodes`` greedy episodes in one env from ``make_env``, reset with seeds ``seed``,
+    ``seed + 1``, ...: the chosen bins played at their centres (:func:`play_episodes`)."""
+    return play_episodes(
+        network, lambda chosen: bins.to_action(chosen.cpu().numpy()), make_env, episodes, seed
+    )

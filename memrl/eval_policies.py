@@ -84,12 +84,8 @@ def play_qtransformer(
         seed=cfg.seed if cfg.seed is not None else 0,
     )  # fmt: skip
     played = PlayedEpisodes()
-    for episode in done:
-        played.returns.append(episode.episode_return)
-        played.lengths.append(episode.length)
-        played.final_infos.append(episode.final_info)
-        played.final_rewards.append(episode.final_reward)
-        played.actions.append(episode.actions)
+    for e in done:
+        played.add(e.episode_return, e.length, e.final_info, e.final_reward, e.actions)
     return played
 
 
@@ -131,6 +127,17 @@ class PlayedEpisodes:
     final_infos: list[Any] = field(default_factory=list)
     final_rewards: list[float] = field(default_factory=list)
     actions: list[list[Any]] = field(default_factory=list)
+
+    def add(
+        self, episode_return: float, length: int, final_info: Any, final_reward: float,
+        actions: list[Any],
+    ) -> None:  # fmt: skip
+        """One finished episode."""
+        self.returns.append(float(episode_return))
+        self.lengths.append(int(length))
+        self.final_infos.append(final_info)
+        self.final_rewards.append(float(final_reward))
+        self.actions.append(actions)
 
 
 def eval_config(cfg: TrainConfig, replay_dir: str) -> TrainConfig:
@@ -222,10 +229,8 @@ def play(
         return policy.play(cfg, algorithm_dir, episodes, explore, configure)
     played = PlayedEpisodes()
     with local_algorithm(cfg, algorithm_dir, configure) as algo:
-        for episode in sample_episodes(algo, episodes, explore):
-            played.returns.append(float(episode.get_return()))
-            played.lengths.append(len(episode))
-            played.final_infos.append(episode.get_infos(-1))
-            played.final_rewards.append(float(episode.get_rewards(-1)))
-            played.actions.append(list(episode.get_actions()))
+        for e in sample_episodes(algo, episodes, explore):
+            played.add(
+                e.get_return(), len(e), e.get_infos(-1), e.get_rewards(-1), list(e.get_actions())
+            )
     return played

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
+from episode_checks import assert_same_episodes
 
 import memrl.data.dataset as dataset_module
 from memrl.data import DatasetError, DatasetWriter, Episode, iter_episodes, load_episodes, read_info
@@ -57,12 +58,7 @@ def test_round_trip(tmp_path: Path, action_space: gym.Space) -> None:
     assert info.action_space == action_space and info.observation_space == OBS
     assert info.env_id == "memrl/Pendulum-P-v0" and info.collector == {"policy": "random"}
     assert (info.total_episodes, info.total_steps) == (4, sum(len(e) for e in episodes))
-    for a, b in zip(episodes, back, strict=True):
-        np.testing.assert_array_equal(a.obs, b.obs)
-        np.testing.assert_array_equal(a.action, b.action)
-        np.testing.assert_array_equal(a.reward, b.reward)
-        np.testing.assert_array_equal(a.final_obs, b.final_obs)
-        assert (a.terminated, a.truncated) == (b.terminated, b.truncated)
+    assert_same_episodes(episodes, back)
 
 
 def test_readable_with_pyarrow_dataset(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+from episode_checks import assert_same_episodes
 
 from memrl.cli import main
 from memrl.data import DatasetError, DatasetWriter, Episode, load_episodes, merge_datasets
@@ -31,12 +32,7 @@ def test_merge_copies_every_episode_in_order_with_unique_ids(tmp_path: Path, cap
     assert (info.total_episodes, info.total_steps) == (5, 25)
     assert info.env_id == ENV and info.env_kwargs == {"max_episode_steps": 5}
     assert info.dataset_id == "memrl/mix-v0"
-    for x, y in zip(originals, merged, strict=True):
-        np.testing.assert_array_equal(x.obs, y.obs)
-        np.testing.assert_array_equal(x.action, y.action)
-        np.testing.assert_array_equal(x.reward, y.reward)
-        np.testing.assert_array_equal(x.final_obs, y.final_obs)
-        assert (x.terminated, x.truncated) == (y.terminated, y.truncated)
+    assert_same_episodes(originals, merged)
     sources = info.collector["sources"]
     assert info.collector["policy"] == "mixture" and len(sources) == 2
     assert [s["episode_ids"] for s in sources] == [[0, 3], [3, 5]]

@@ -32,6 +32,7 @@ from memrl.data.episode import Episode
 from memrl.models import check_core_name, make_core
 from memrl.rllib.encoders import build_encoder, mlp
 from memrl.rllib.qtransformer.policy import play_episodes
+from memrl.rllib.qtransformer.sequences import StepDraws, row_window
 
 
 @dataclass(frozen=True)
@@ -113,15 +114,12 @@ class BCSampler:
         self.seq_len, self.burn_in = seq_len, burn_in
         self.length = burn_in + seq_len
         self.targets = [scale.to_unit(e.action) for e in self.episodes]
-        self.offsets = np.concatenate([[0], np.cumsum([len(e) for e in self.episodes])])
-        self.num_steps = int(self.offsets[-1])
+        self.draws = StepDraws([len(e) for e in self.episodes])
+        self.num_steps = self.draws.num_steps
         self.rng = np.random.default_rng(seed)
 
     def sample(self, batch_size: int) -> BCBatch:
-        flat = self.rng.integers(0, self.num_steps, size=batch_size)
-        index = np.searchsorted(self.offsets, flat, side="right") - 1
-        starts = flat - self.offsets[index]
-        return self.batch(list(zip(index.tolist(), starts.tolist(), strict=True)))
+        return self.batch(self.draws.draw(self.rng, batch_size))
 
     def batch(self, rows: Sequence[tuple[int, int]]) -> BCBatch:
         """The batch of ``(episode index, training start)`` rows (right-padded)."""
@@ -132,8 +130,7 @@ class BCSampler:
         target = np.zeros((size, length, *target_shape), dtype=self.targets[0].dtype)
         train = np.zeros((size, length), dtype=bool)
         for row, (i, s) in enumerate(rows):
-            a = max(0, s - self.burn_in)
-            b = min(len(self.episodes[i]), a + length)
+            a, b = row_window(s, len(self.episodes[i]), self.burn_in, length)
             obs[row, : b - a] = self.episodes[i].obs[a:b]
             target[row, : b - a] = self.targets[i][a:b]
             train[row, s - a : min(b - a, s - a + self.seq_len)] = True

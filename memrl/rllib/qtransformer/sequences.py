@@ -43,6 +43,28 @@ class QTBatch:
         return QTBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
 
+class StepDraws:
+    """Training starts drawn uniformly over every step of episodes of ``lengths``: rows of
+    ``(episode index, start step)``. Shared by Q-Transformer's and behaviour cloning's samplers."""
+
+    def __init__(self, lengths: Sequence[int]) -> None:
+        self.offsets = np.concatenate([[0], np.cumsum(np.asarray(lengths, dtype=np.int64))])
+        self.num_steps = int(self.offsets[-1])
+
+    def draw(self, rng: np.random.Generator, batch_size: int) -> list[tuple[int, int]]:
+        flat = rng.integers(0, self.num_steps, size=batch_size)
+        index = np.searchsorted(self.offsets, flat, side="right") - 1
+        starts = flat - self.offsets[index]
+        return list(zip(index.tolist(), starts.tolist(), strict=True))
+
+
+def row_window(start: int, episode_len: int, burn_in: int, length: int) -> tuple[int, int]:
+    """Steps ``[a, b)`` of an episode a row holds for training start ``start``: replayed from
+    ``a = max(0, start - burn_in)``, at most ``length`` steps, cut at the episode's end."""
+    a = max(0, start - burn_in)
+    return a, min(episode_len, a + length)
+
+
 class SequenceSampler:
     """Samples :class:`QTBatch` es from in-memory episodes (seeded; ``state``/``set_state``
     save and restore the generator). Raises ValueError for no episodes or an action outside
@@ -67,9 +89,8 @@ class SequenceSampler:
         self.length = burn_in + seq_len + n_step
         self.bins = [bins.to_bins(e.action) for e in episodes]
         self.bounds = [mc_lower_bound(e.reward, e.terminated, gamma) for e in episodes]
-        lengths = np.array([len(e) for e in episodes])
-        self.offsets = np.concatenate([[0], np.cumsum(lengths)])
-        self.num_steps = int(self.offsets[-1])
+        self.draws = StepDraws([len(e) for e in episodes])
+        self.num_steps = self.draws.num_steps
         self.obs_shape = np.asarray(episodes[0].obs).shape[1:]
         self.obs_dtype = np.asarray(episodes[0].obs).dtype
         self.num_dims = bins.num_dims
@@ -82,10 +103,7 @@ class SequenceSampler:
         self.rng.bit_generator.state = state
 
     def sample(self, batch_size: int) -> QTBatch:
-        flat = self.rng.integers(0, self.num_steps, size=batch_size)
-        index = np.searchsorted(self.offsets, flat, side="right") - 1
-        starts = flat - self.offsets[index]
-        return self.batch(list(zip(index.tolist(), starts.tolist(), strict=True)))
+        return self.batch(self.draws.draw(self.rng, batch_size))
 
     def batch(self, rows: Sequence[tuple[int, int]]) -> QTBatch:
         """The batch of ``(episode index, training start)`` rows."""
@@ -99,8 +117,7 @@ class SequenceSampler:
         train = np.zeros((size, length), dtype=bool)
         for row, (i, s) in enumerate(rows):
             episode = self.episodes[i]
-            a = max(0, s - self.burn_in)
-            b = min(len(episode), a + length)
+            a, b = row_window(s, len(episode), self.burn_in, length)
             n = b - a
             obs[row, :n] = episode.obs[a:b]
             bins[row, :n] = self.bins[i][a:b]

@@ -87,7 +87,7 @@ class AReLiTAttention(nn.Module):
         r: int,
         eps: float,
         multiplicity: Tensor,
-        feature_map: str = "relu",
+        feature_map: str,
     ) -> None:
         super().__init__()
         self.features = GatedFeatures(d_model, num_heads, d_head, nu, feature_map)

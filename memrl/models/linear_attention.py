@@ -129,7 +129,7 @@ class GatedFeatures(nn.Module):
     """
 
     def __init__(
-        self, d_model: int, num_heads: int, d_head: int, nu: int, feature_map: str = "relu"
+        self, d_model: int, num_heads: int, d_head: int, nu: int, feature_map: str
     ) -> None:
         super().__init__()
         self.num_heads, self.d_head, self.nu = num_heads, d_head, nu

@@ -69,7 +69,7 @@ class ReLiTFeatures(nn.Module):
     """
 
     def __init__(
-        self, d_model: int, num_heads: int, d_head: int, nu: int, feature_map: str = "relu"
+        self, d_model: int, num_heads: int, d_head: int, nu: int, feature_map: str
     ) -> None:
         super().__init__()
         self.num_heads, self.d_head, self.nu = num_heads, d_head, nu
@@ -123,7 +123,7 @@ class ReLiTAttention(nn.Module):
         nu: int,
         eps: float,
         update_rule: str,
-        feature_map: str = "relu",
+        feature_map: str,
     ) -> None:
         super().__init__()
         self.features = ReLiTFeatures(d_model, num_heads, d_head, nu, feature_map)

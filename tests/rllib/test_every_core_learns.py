@@ -72,11 +72,11 @@ def _learns(core: str, seeds: tuple[int, ...] = SEEDS, **task) -> None:
 
 
 # Known not to learn yet (tracked in issue 9's closing note), although both solve the short
-# recall task. AReLiT: 0.515 on seeds 0 and 1 after 60 iterations here, also with the 64-step
-# time limit (a standalone run of the same settings reached 100% at iteration 45; the difference
-# is not explained yet). BRT (block 4, longer than the 2-step sequences): 0.515 after 60
-# iterations (seed 0) with the 64-step limit, 0.00 before it (the untrained policy never reached
-# the junction); its state vectors change only at block ends, so with sequences shorter than a
+# recall task. AReLiT: 0.515 on seeds 0 and 1 after 60 iterations, also with a 64-step time
+# limit (a standalone run of the same settings reached 100% at iteration 45; the difference
+# is not explained yet). BRT (block 4, longer than the 2-step sequences): 0.00 at this
+# 20-step limit (the untrained policy never reaches the junction), 0.515 after 60 iterations
+# (seed 0) with a 64-step one; its state vectors change only at block ends, so with sequences shorter than a
 # block the write gets a gradient only from chunks that straddle a block end. strict: the test
 # fails once they learn. (ReLiT was here too, at chance on both seeds before its chunked
 # training form.)

@@ -71,15 +71,14 @@ def _learns(core: str, seeds: tuple[int, ...] = SEEDS, **task) -> None:
     pytest.fail(f"{core} did not learn {task} on seeds {seeds}: {runs}")
 
 
-# Known not to learn yet (tracked in issue 9's closing note), although both solve the short
-# recall task. AReLiT: 0.515 on seeds 0 and 1 after 60 iterations, also with a 64-step time
-# limit (a standalone run of the same settings reached 100% at iteration 45; the difference
-# is not explained yet). BRT (block 4, longer than the 2-step sequences): 0.00 at this
-# 20-step limit (the untrained policy never reaches the junction), 0.515 after 60 iterations
-# (seed 0) with a 64-step one; its state vectors change only at block ends, so with sequences shorter than a
-# block the write gets a gradient only from chunks that straddle a block end. strict: the test
-# fails once they learn. (ReLiT was here too, at chance on both seeds before its chunked
-# training form.)
+# Known not to learn yet (tracked in issue 9's closing note), although both solve the short recall
+# task. AReLiT: 0.515 on seeds 0 and 1 after 60 iterations, also with a 64-step time limit (a
+# standalone run of the same settings reached 100% at iteration 45; the difference is not explained
+# yet). BRT (block 4, longer than the 2-step sequences): 0.00 at this 20-step limit (the untrained
+# policy never reaches the junction), 0.515 after 60 iterations (seed 0) with a 64-step one; its
+# state vectors change only at block ends, so with sequences shorter than a block the write gets a
+# gradient only from chunks that straddle a block end. strict: the test fails once they learn.
+# (ReLiT was here too, at chance on both seeds before its chunked training form.)
 NOT_YET_BEYOND = {
     "arelit": "AReLiT stays at chance on corridor 8 with 2-step sequences",
     "brt": "BRT (block_len 4 > max_seq_len 2) does not learn corridor 8 with 2-step sequences",

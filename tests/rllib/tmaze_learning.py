@@ -4,11 +4,11 @@ Success = an episode ends with the +4 reward of the cued arm. The junction obser
 show the goal side, so a memoryless policy succeeds about half the time. Local sampling only
 (``num_env_runners=0``): on 2 CPU cores an env-runner actor only adds overhead.
 
-The time limit is 2x the corridor + 4 by default. Nothing rewards walking right before the
-junction, so the untrained policy is a random walk that rarely reaches the junction of corridor 8
-in 20 steps (BRT's seed 0 never did in 40 iterations). A limit of 8x the corridor fixes that for
-BRT and AReLiT but made TrXL (memory 12) fail on 2 seeds (likely: longer early episodes put the cue
-out of its window). Which limit the test should use is open (issue 9's closing note).
+The time limit is 2x the corridor + 4. Nothing rewards walking right before the junction, so the
+untrained policy is a random walk that rarely reaches the junction of corridor 8 in 20 steps
+(BRT's seed 0 never did in 40 iterations). With 8x the corridor BRT and AReLiT reached it within
+5 iterations, but TrXL (memory 12) then failed on 2 seeds (likely: longer early episodes put the
+cue out of its window). Which limit the test should use is open (issue 9's closing note).
 """
 
 from __future__ import annotations
@@ -60,14 +60,12 @@ def train_tmaze(
     max_iters: int,
     stop_at: float | None,
     seed: int = 0,
-    max_steps: int | None = None,
 ) -> LearningRun:
     """PPO on ``memrl/TMaze-v0`` (no distractors); every 5 iterations a 50-episode greedy check
-    stops training once ``stop_at`` is reached. Returns the final 200-episode greedy success.
-    ``max_steps``: the episode's time limit (default 2x the corridor + 4)."""
+    stops training once ``stop_at`` is reached. Returns the final 200-episode greedy success."""
     config = build_ppo_config(
         env="memrl/TMaze-v0",
-        env_config={"corridor_len": corridor_len, "max_steps": max_steps or 2 * corridor_len + 4},
+        env_config={"corridor_len": corridor_len, "max_steps": 2 * corridor_len + 4},
         core=core,
         core_kwargs=core_kwargs,
         model={"encoder_hiddens": [32]},

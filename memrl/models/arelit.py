@@ -88,9 +88,12 @@ class AReLiTAttention(nn.Module):
         eps: float,
         multiplicity: Tensor,
         feature_map: str,
+        write_gate_bias: float = 0.0,
     ) -> None:
         super().__init__()
-        self.features = GatedFeatures(d_model, num_heads, d_head, nu, feature_map)
+        self.features = GatedFeatures(
+            d_model, num_heads, d_head, nu, feature_map, write_gate_bias
+        )
         self.project = orthogonal_(nn.Linear(num_heads * d_head, d_model))
         self.r, self.eps = r, eps
         self.register_buffer("multiplicity", multiplicity, persistent=False)
@@ -144,9 +147,13 @@ class AReLiTCore(LinearTransformerCore):
     has relu (``feature_map="relu"``), for the reason given in ``linear_attention.FEATURE_MAPS``
     (at init the T-Maze cue's key was exactly zero for 3 of 8 seeds of the quick suite's
     AReLiT with relu; ReLiT's seeds learned 6 of 6 with elu1 against 1 of 3 with relu).
+    ``write_gate_bias`` is the initial bias of the beta and gamma logits (the authors': 0, so
+    beta ~ 0.5 and the value memory halves every step at init). A negative one (the learning
+    tests use -4) starts with a memory that lasts: what learning a horizon longer than the
+    training sequence needs, since no gradient reaches back across the chunk's start.
 
-    Raises ValueError for a non-positive size, ``r`` or ``eps``, or an unknown ``omegas`` or
-    ``feature_map``.
+    Raises ValueError for a non-positive size, ``r`` or ``eps``, an unknown ``omegas`` or
+    ``feature_map``, or a ``write_gate_bias`` that is not a number.
     """
 
     name = "arelit"
@@ -168,7 +175,11 @@ class AReLiTCore(LinearTransformerCore):
         omegas: str = "authors",
         embedding_relu: bool = True,
         feature_map: str = "elu1",
+        write_gate_bias: float = 0.0,
     ) -> None:
+        if isinstance(write_gate_bias, bool) or not isinstance(write_gate_bias, (int, float)):
+            raise ValueError(f"write_gate_bias must be a number, got {write_gate_bias!r}")
+        self.write_gate_bias = float(write_gate_bias)
         if not isinstance(embedding_relu, bool):
             raise ValueError(f"embedding_relu must be True or False, got {embedding_relu!r}")
         feature_activation(feature_map)  # validate before building
@@ -220,6 +231,7 @@ class AReLiTCore(LinearTransformerCore):
             self.eps,
             self._multiplicity.clone(),
             self.feature_map,
+            self.write_gate_bias,
         )
 
     def state_spec(self) -> dict[str, StateSpec]:

@@ -129,13 +129,23 @@ class GatedFeatures(nn.Module):
     """
 
     def __init__(
-        self, d_model: int, num_heads: int, d_head: int, nu: int, feature_map: str
+        self,
+        d_model: int,
+        num_heads: int,
+        d_head: int,
+        nu: int,
+        feature_map: str,
+        write_gate_bias: float = 0.0,
     ) -> None:
         super().__init__()
         self.num_heads, self.d_head, self.nu = num_heads, d_head, nu
         self.act = feature_activation(feature_map)
         self.kqvbg = orthogonal_(nn.Linear(d_model, 5 * num_heads * d_head))
         self.p123 = orthogonal_(nn.Linear(d_model, 3 * num_heads * nu))
+        # Initial bias of the beta and gamma logits (rows 3 and 4 of each head's k/q/v/b/g).
+        # Negative: small writes and decays near 1, so the memory outlasts a step at init.
+        with torch.no_grad():
+            self.kqvbg.bias.view(num_heads, 5, d_head)[:, 3:].fill_(write_gate_bias)
 
     @property
     def feature_dim(self) -> int:

@@ -91,9 +91,7 @@ class AReLiTAttention(nn.Module):
         write_gate_bias: float = 0.0,
     ) -> None:
         super().__init__()
-        self.features = GatedFeatures(
-            d_model, num_heads, d_head, nu, feature_map, write_gate_bias
-        )
+        self.features = GatedFeatures(d_model, num_heads, d_head, nu, feature_map, write_gate_bias)
         self.project = orthogonal_(nn.Linear(num_heads * d_head, d_model))
         self.r, self.eps = r, eps
         self.register_buffer("multiplicity", multiplicity, persistent=False)

@@ -137,11 +137,12 @@ class AReLiTCore(LinearTransformerCore):
     ``d_ff=128``, feature expansion ``nu=4`` (the authors' ``eta``) and ``r=2`` cosine
     components with ``omegas="authors"`` (``linspace(-pi, pi, r)``: for r = 2 a single, sign-
     alternating component, see the module docstring; ``"uniform"`` gives r distinct ones).
-    ``gate_bias=2`` is GTrXL's ``b_g``; ``eps=1e-5`` the authors' normaliser guard; the ``2 r``
+    ``gate_bias=0`` is GTrXL's ``b_g`` (2 in GTrXL and the authors' code; 0 here for the reason
+    given at ``ReLiTCore``); ``eps=1e-5`` the authors' normaliser guard; the ``2 r``
     normaliser is the authors' for every scheme. The embedding is ``relu(Linear)`` as the
     authors' (``embedding_relu=False`` for a plain Linear, as ReLiT and GTrXL have) and the
     fused k/q/v/beta/gamma projection is orthogonal(sqrt 2) as one block, as the authors'.
-    One default differs from theirs: ``feature_map="elu1"`` puts elu+1 where their feature map
+    A second default differs from theirs: ``feature_map="elu1"`` puts elu+1 where their feature map
     has relu (``feature_map="relu"``), for the reason given in ``linear_attention.FEATURE_MAPS``
     (at init the T-Maze cue's key was exactly zero for 3 of 8 seeds of the quick suite's
     AReLiT with relu; ReLiT's seeds learned 6 of 6 with elu1 against 1 of 3 with relu).
@@ -168,7 +169,7 @@ class AReLiTCore(LinearTransformerCore):
         nu: int = 4,
         r: int = 2,
         d_ff: int = 128,
-        gate_bias: float = 2.0,
+        gate_bias: float = 0.0,
         eps: float = 1e-5,
         omegas: str = "authors",
         embedding_relu: bool = True,

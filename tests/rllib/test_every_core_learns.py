@@ -1,17 +1,13 @@
 """Every registered core learns a recall task with PPO, also beyond its training sequence.
 
-Two T-Mazes (Bakker 2001; the ReLiT paper's task, shrunk): the cue is shown only at the first
-step and the choice comes at the junction.
+A T-Maze (Bakker 2001; the ReLiT paper's task, shrunk): the cue is shown only at the first step
+and the choice comes at the junction.
 
-* beyond the training sequence (every core): corridor 8 (the choice 8 steps after the cue)
-  with training sequences of 2 steps, a quarter of the memory horizon. The cue reaches the
-  choice only through the state the actor had at the chunk's start (rebuilt from the per-step
-  records), which is what memrl's per-step state exists for. A core that passes it has learned
-  a short recall task too, so it runs nothing else here (CI's time budget);
-* short recall (only the cores that do not learn beyond their sequence yet): corridor 4 (the
-  choice 4 steps after the cue) with training sequences of 8 steps, which cover the episode.
-
-Every core, those included, also learns T-Maze 4 and 8 with covering sequences in
+Every core learns corridor 8 (the choice 8 steps after the cue) with training sequences of 2
+steps, a quarter of the memory horizon. The cue reaches the choice only through the state the
+actor had at the chunk's start (rebuilt from the per-step records), which is what memrl's per-step
+state exists for. A core that passes it has learned a short recall task too, so nothing else runs
+here (CI's time budget); every core also learns T-Maze 4 and 8 with covering sequences in
 `memrl repro quick` (docs/results/quick.md).
 
 A memoryless policy succeeds about half the time (see test_memoryless_baseline_stays_at_chance).
@@ -33,21 +29,41 @@ pytest.importorskip("ray")
 
 from tmaze_learning import train_tmaze  # noqa: E402
 
-# Small sizes: the tests measure whether a core can learn to remember, not its capacity. Window
-# cores get a memory that covers the corridor-8 horizon.
+# Small sizes: the tests measure whether a core can learn to remember, not its capacity.
 LEARNING_KWARGS: dict[str, dict] = {
     "gru": dict(hidden_size=32),
     "lstm": dict(hidden_size=32),
-    "trxl": dict(d_model=32, num_layers=1, num_heads=2, memory_len=12, d_ff=64),
-    "gtrxl": dict(d_model=32, num_layers=1, num_heads=2, memory_len=12, d_ff=64),
+    # Window cores: a 24-step memory covers the cue in the untrained policy's longer episodes
+    # (see TIME_LIMIT). With 12, TrXL failed 2 of 2 seeds at the 64-step limit; with 24 it
+    # learned 3 of 3 (local_xl 3 of 3).
+    "trxl": dict(d_model=32, num_layers=1, num_heads=2, memory_len=24, d_ff=64),
+    # GTrXL, ReLiT and AReLiT run with their default gate_bias 0 (GTrXL's paper: 2), which these
+    # runs chose: see GTrXLCore and ReLiTCore.
+    "gtrxl": dict(d_model=32, num_layers=1, num_heads=2, memory_len=24, d_ff=64),
     "relit": dict(d_model=32, num_layers=1, num_heads=2, d_head=16, nu=2, d_ff=64),
-    "arelit": dict(d_model=32, num_layers=1, num_heads=2, d_head=16, nu=2, d_ff=64),
-    "brt": dict(d_model=32, num_layers=1, num_heads=2, block_len=4, num_state=4, d_ff=64),
-    "local_xl": dict(d_model=32, num_layers=1, num_heads=2, window=12, d_ff=64),
+    # write_gate_bias -4: beta, gamma ~ 0.02 at init, so the value memory keeps the first-step
+    # cue across the chunk boundary before any gradient has taught it to. With the authors' 0
+    # (beta ~ 0.5, memory halves every step) seeds 0-3 all stayed at chance (0.50-0.515 after
+    # 60-80 iterations); with -4 seeds 0, 2, 3, 4 reached 100% (iterations 20-50), seed 1
+    # stayed at 0.515.
+    "arelit": dict(
+        d_model=32, num_layers=1, num_heads=2, d_head=16, nu=2, d_ff=64, write_gate_bias=-4.0
+    ),
+    # Blocks as long as the 2-step training sequences: the state vectors change at every block
+    # end, so 4 updates carry the cue to the corridor-8 junction. (Block 4 on 2-step sequences
+    # stayed at chance on seed 0 after 60 iterations; blocks of 2: seeds 0 and 2 learned, seed 1
+    # stayed at 0.52.)
+    "brt": dict(d_model=32, num_layers=1, num_heads=2, block_len=2, num_state=4, d_ff=64),
+    "local_xl": dict(d_model=32, num_layers=1, num_heads=2, window=24, d_ff=64),
 }
 # AReLiT at 2e-3 stayed at chance on 3 of 3 seeds of the quick suite; at 1e-3 it learned 3 of 3.
 LR = {"gru": 3e-3, "lstm": 3e-3, "arelit": 1e-3}
 DEFAULT_LR = 2e-3
+# Episode time limit: 8x the corridor. Nothing rewards walking right before the junction, so the
+# untrained policy is a random walk, which at tmaze_learning's default 2x + 4 (20 steps) rarely
+# reaches the junction: BRT's seed 0 never did in 40 iterations; at 64 BRT and AReLiT reached it
+# within 5 iterations.
+TIME_LIMIT = 64
 MEMORY_CORES = [c for c in CORES if c != "mlp"]
 
 
@@ -71,40 +87,9 @@ def _learns(core: str, seeds: tuple[int, ...] = SEEDS, **task) -> None:
     pytest.fail(f"{core} did not learn {task} on seeds {seeds}: {runs}")
 
 
-# Known not to learn yet (tracked in issue 9's closing note), although both solve the short recall
-# task. AReLiT: 0.515 on seeds 0 and 1 after 60 iterations, also with a 64-step time limit (a
-# standalone run of the same settings reached 100% at iteration 45; the difference is not explained
-# yet). BRT (block 4, longer than the 2-step sequences): 0.00 at this 20-step limit (the untrained
-# policy never reaches the junction), 0.515 after 60 iterations (seed 0) with a 64-step one; its
-# state vectors change only at block ends, so with sequences shorter than a block the write gets a
-# gradient only from chunks that straddle a block end. strict: the test fails once they learn.
-# (ReLiT was here too, at chance on both seeds before its chunked training form.)
-NOT_YET_BEYOND = {
-    "arelit": "AReLiT stays at chance on corridor 8 with 2-step sequences",
-    "brt": "BRT (block_len 4 > max_seq_len 2) does not learn corridor 8 with 2-step sequences",
-}
-
-
-@pytest.mark.parametrize("core", sorted(NOT_YET_BEYOND))
-def test_core_learns_short_recall(ray_local, core: str) -> None:
-    _learns(core, corridor_len=4, max_seq_len=8, max_iters=40)
-
-
-def _beyond_cases() -> list:
-    return [
-        pytest.param(c, marks=pytest.mark.xfail(reason=NOT_YET_BEYOND[c], strict=True))
-        if c in NOT_YET_BEYOND
-        else c
-        for c in MEMORY_CORES
-    ]
-
-
-@pytest.mark.parametrize("core", _beyond_cases())
+@pytest.mark.parametrize("core", MEMORY_CORES)
 def test_core_learns_beyond_its_training_sequence(ray_local, core: str) -> None:
-    if core in NOT_YET_BEYOND:  # one short try: enough to notice when it starts to learn
-        _learns(core, seeds=(0,), corridor_len=8, max_seq_len=2, max_iters=30)
-        return
-    _learns(core, corridor_len=8, max_seq_len=2, max_iters=60)
+    _learns(core, corridor_len=8, max_seq_len=2, max_iters=60, max_steps=TIME_LIMIT)
 
 
 def test_memoryless_baseline_stays_at_chance(ray_local) -> None:

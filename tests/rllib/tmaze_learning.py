@@ -4,11 +4,10 @@ Success = an episode ends with the +4 reward of the cued arm. The junction obser
 show the goal side, so a memoryless policy succeeds about half the time. Local sampling only
 (``num_env_runners=0``): on 2 CPU cores an env-runner actor only adds overhead.
 
-The time limit is 2x the corridor + 4. Nothing rewards walking right before the junction, so the
-untrained policy is a random walk that rarely reaches the junction of corridor 8 in 20 steps
-(BRT's seed 0 never did in 40 iterations). With 8x the corridor BRT and AReLiT reached it within
-5 iterations, but TrXL (memory 12) then failed on 2 seeds (likely: longer early episodes put the
-cue out of its window). Which limit the test should use is open (issue 9's closing note).
+The time limit defaults to 2x the corridor + 4; a test may raise it (``max_steps``). Nothing
+rewards walking right before the junction, so the untrained policy is a random walk that rarely
+reaches the junction of corridor 8 in 20 steps (BRT's seed 0 never did in 40 iterations); the
+cores that need longer to learn get 64 steps (test_every_core_learns.TIME_LIMIT says why not all).
 """
 
 from __future__ import annotations
@@ -60,12 +59,16 @@ def train_tmaze(
     max_iters: int,
     stop_at: float | None,
     seed: int = 0,
+    max_steps: int | None = None,
 ) -> LearningRun:
     """PPO on ``memrl/TMaze-v0`` (no distractors); every 5 iterations a 50-episode greedy check
-    stops training once ``stop_at`` is reached. Returns the final 200-episode greedy success."""
+    stops training once ``stop_at`` is reached. Returns the final 200-episode greedy success.
+    ``max_steps`` is the episode time limit (default 2x the corridor + 4)."""
+    if max_steps is None:
+        max_steps = 2 * corridor_len + 4
     config = build_ppo_config(
         env="memrl/TMaze-v0",
-        env_config={"corridor_len": corridor_len, "max_steps": 2 * corridor_len + 4},
+        env_config={"corridor_len": corridor_len, "max_steps": max_steps},
         core=core,
         core_kwargs=core_kwargs,
         model={"encoder_hiddens": [32]},
@@ -84,8 +87,11 @@ def train_tmaze(
         while iters < max_iters:
             algo.train()
             iters += 1
-            if stop_at is not None and iters % 5 == 0 and success_rate(algo, 50) >= stop_at:
-                break
+            if stop_at is not None and iters % 5 == 0:
+                check = success_rate(algo, 50)
+                log.info("%s seed %d iteration %d: greedy success %.2f", core, seed, iters, check)
+                if check >= stop_at:
+                    break
         success = success_rate(algo, 200)
     finally:
         algo.stop()

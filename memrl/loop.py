@@ -10,9 +10,8 @@ Ray down).
 from __future__ import annotations
 
 import logging
-import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,14 +55,16 @@ def stop_reason(
     iteration: int,
     env_steps: int,
     time_s: float,
-    return_mean: float = math.nan,
+    returns: Sequence[float] = (),
 ) -> str | None:
-    """Which ``stop`` condition a run at this point has met (None: go on). ``return_mean`` is
-    the last iteration's training episode_return_mean (NaN before any episode ended)."""
+    """Which ``stop`` condition a run at this point has met (None: go on). ``returns`` are the
+    run's training episode_return_mean per iteration so far, oldest first (NaN where no episode
+    ended); the target needs the last ``stop.episode_return_iterations`` of them."""
     stop = cfg.stop
-    target = stop.episode_return_mean
-    if target is not None and not math.isnan(return_mean) and return_mean >= target:
-        return f"stop.episode_return_mean={target} reached ({return_mean:.3f})"
+    if stop.return_target_met(returns):
+        reached = f"stop.episode_return_mean={stop.episode_return_mean} reached ({returns[-1]:.3f})"
+        streak = stop.episode_return_iterations
+        return reached if streak == 1 else f"{reached} for {streak} iterations"
     if stop.iterations is not None and iteration >= stop.iterations:
         return f"stop.iterations={stop.iterations} reached"
     if stop.timesteps is not None and env_steps >= stop.timesteps:
@@ -121,7 +122,7 @@ def run_loop(
             iteration, env_steps = metrics.iteration, metrics.env_steps
             history.append(metrics)
             reason = stop_reason(
-                cfg, iteration, env_steps, metrics.time_s, metrics.episode_return_mean
+                cfg, iteration, env_steps, metrics.time_s, [m.episode_return_mean for m in history]
             )
             state = None
             if checkpoint_due(cfg, iteration, reason is not None):

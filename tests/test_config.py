@@ -207,12 +207,29 @@ def test_stop_reason_return_target_is_checked_first_and_ignores_nan():
     from memrl.loop import stop_reason
 
     cfg = load_config("tmaze/gru", ["stop.timesteps=1000", "stop.episode_return_mean=3.5"])
-    assert stop_reason(cfg, 1, 10, 1.0, float("nan")) is None  # no episode ended yet
-    assert stop_reason(cfg, 1, 10, 1.0, 3.49) is None
-    assert "episode_return_mean=3.5 reached (3.500)" in stop_reason(cfg, 1, 10, 1.0, 3.5)
-    assert "timesteps=1000" in stop_reason(cfg, 1, 1000, 1.0, 0.0)
+    assert stop_reason(cfg, 1, 10, 1.0, [float("nan")]) is None  # no episode ended yet
+    assert stop_reason(cfg, 1, 10, 1.0, []) is None
+    assert stop_reason(cfg, 1, 10, 1.0, [3.49]) is None
+    assert "episode_return_mean=3.5 reached (3.500)" in stop_reason(cfg, 1, 10, 1.0, [0.0, 3.5])
+    assert "timesteps=1000" in stop_reason(cfg, 1, 1000, 1.0, [0.0])
     plain = load_config("tmaze/gru", ["stop.timesteps=1000"])
-    assert stop_reason(plain, 1, 10, 1.0, 1e9) is None  # no target: the return never stops it
+    assert stop_reason(plain, 1, 10, 1.0, [1e9]) is None  # no target: the return never stops it
+
+
+def test_return_target_must_hold_for_episode_return_iterations_in_a_row():
+    from memrl.loop import stop_reason
+
+    cfg = load_config(
+        "tmaze/gru",
+        ["stop.timesteps=1000", "stop.episode_return_mean=3", "stop.episode_return_iterations=3"],
+    )
+    assert stop_reason(cfg, 2, 10, 1.0, [3.1, 3.2]) is None  # only two iterations so far
+    assert stop_reason(cfg, 4, 10, 1.0, [3.1, 3.2, 2.9, 3.3]) is None  # the streak broke
+    assert stop_reason(cfg, 4, 10, 1.0, [3.1, float("nan"), 3.2, 3.3]) is None  # NaN breaks it
+    reason = stop_reason(cfg, 4, 10, 1.0, [0.0, 3.0, 3.2, 3.3])
+    assert "episode_return_mean=3.0 reached (3.300) for 3 iterations" in reason
+    with pytest.raises(ConfigError, match="episode_return_iterations"):
+        load_config("tmaze/gru", ["stop.timesteps=1000", "stop.episode_return_iterations=0"])
 
 
 def test_unknown_config_name_suggests_close_ones():

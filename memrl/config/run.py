@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -22,6 +24,25 @@ class StopConfig(Section):
         description="stop once an iteration's training episode_return_mean (RLlib's mean over "
         "recent episodes) reaches this: a solved task stops early (with another limit set too)",
     )
+    episode_return_iterations: int = Field(
+        1,
+        gt=0,
+        description="consecutive iterations whose training return must reach "
+        "stop.episode_return_mean before the run stops (PPO's return can drop right after "
+        "a first crossing)",
+    )
+
+    def return_target_met(self, returns: Sequence[float | None]) -> bool:
+        """Whether the last ``episode_return_iterations`` training returns (per iteration,
+        oldest first; None or NaN where no episode ended) all reached ``episode_return_mean``
+        (False without a target)."""
+        target, streak = self.episode_return_mean, self.episode_return_iterations
+        recent = list(returns)[-streak:]
+        return (
+            target is not None
+            and len(recent) == streak
+            and all(r is not None and not math.isnan(r) and r >= target for r in recent)
+        )
 
     @model_validator(mode="after")
     def _one_set(self) -> StopConfig:

@@ -187,16 +187,17 @@ class ReLiTCore(LinearTransformerCore):
 
     Defaults are the authors' T-Maze ReLiT settings (agalite repo, config/tmaze/relit.yaml):
     ``num_layers=4``, ``d_model=128``, ``d_head=64``, ``num_heads=4``, ``d_ff=128`` (their
-    ``d_ffc``), feature expansion ``nu=2`` and ``update_rule="projected_sigmoid"``, except two (``gate_bias``, below, and):
-    ``feature_map="elu1"`` (elu+1 in the outer-product feature map) where the authors' ``pp_relu``
-    kernel has relu (``feature_map="relu"``). With relu, ReLiT learned the quick suite's T-Maze
-    on 1 of 3 seeds at lr 2e-3 and 1 of 3 at 1e-3: the cue step's key was exactly zero in some
-    heads from initialisation (see ``linear_attention.FEATURE_MAPS``); with elu1 on 6 of 6
-    (docs/results/linear-features.md). The input embedding is a plain ``Linear`` (no ReLU), as
-    theirs. The gates are the authors' ``GRUGatingUnit``, but their bias ``b_g`` defaults to 0 where
-    theirs (GTrXL's) is 2: on T-Maze 8 with 2-step sequences and a 64-step limit ReLiT learned on
-    3 of 4 seeds with 0 and 0 of 4 with 2 (the block starts as the identity, and the policy
-    settles on the memoryless choice first; as GTrXL's ``gate_bias``).
+    ``d_ffc``), feature expansion ``nu=2`` and ``update_rule="projected_sigmoid"``, except two:
+    ``gate_bias`` (below) and ``feature_map="elu1"`` (elu+1 in the outer-product feature map)
+    where the authors' ``pp_relu`` kernel has relu (``feature_map="relu"``). With relu, ReLiT
+    learned the quick suite's T-Maze on 1 of 3 seeds at lr 2e-3 and 1 of 3 at 1e-3: the cue
+    step's key was exactly zero in some heads from initialisation (see
+    ``linear_attention.FEATURE_MAPS``); with elu1 on 6 of 6 (docs/results/linear-features.md).
+    The input embedding is a plain ``Linear`` (no ReLU), as theirs. The gates are the authors'
+    ``GRUGatingUnit``, but their bias ``b_g`` defaults to 0 where theirs (GTrXL's) is 2: on
+    T-Maze 8 with 2-step sequences and a 64-step limit ReLiT learned on 3 of 4 seeds with 0 and
+    0 of 4 with 2 (the block starts as the identity, and the policy settles on the memoryless
+    choice first; as GTrXL's ``gate_bias``).
     ``eps=1e-5`` is the normaliser guard of the authors' AReLiT layer (their ReLiT used 1e-10;
     1e-5 keeps float32 and bf16 away from a ~0 denominator).
 

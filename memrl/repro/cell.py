@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from rich.console import Console
 
+from memrl.config.run import StopConfig
 from memrl.repro.cells import Cell
 from memrl.repro.stats import first_crossing
 
@@ -66,7 +67,6 @@ class CellResult:
         reported = [v for _, v in curve if v is not None]
         last = reported[-1] if reported else None
         final = evaluation["return_mean"] if evaluation else last
-        target = cell.config["stop"].get("episode_return_mean")
         return cls(
             **_identity(cell),
             status="ok",
@@ -83,7 +83,9 @@ class CellResult:
             steps_to_threshold=first_crossing(curve, cell.threshold),
             run_dir=run_dir,
             checkpoint=checkpoint,
-            stopped_at_target=target is not None and last is not None and last >= target,
+            stopped_at_target=StopConfig(**cell.config["stop"]).return_target_met(
+                [v for _, v in curve]
+            ),
         )
 
     @classmethod

@@ -23,7 +23,7 @@ SMALL_CORE_KWARGS: dict[str, dict] = {
 }
 
 # Extra variants that must pass the same contract (multi-query attention, the references' GTrXL
-# embedding, the linear cores' relu feature map).
+# embedding, the linear cores' relu feature map, AReLiT's long-memory write gates).
 VARIANTS: list[tuple[str, dict]] = [
     ("trxl", dict(SMALL_CORE_KWARGS["trxl"], kv_heads=1)),
     ("gtrxl", dict(SMALL_CORE_KWARGS["gtrxl"], kv_heads=1)),
@@ -31,6 +31,7 @@ VARIANTS: list[tuple[str, dict]] = [
     ("local_xl", dict(SMALL_CORE_KWARGS["local_xl"], kv_heads=1)),
     ("relit", dict(SMALL_CORE_KWARGS["relit"], feature_map="relu")),  # the authors' kernel
     ("arelit", dict(SMALL_CORE_KWARGS["arelit"], feature_map="relu", embedding_relu=False)),
+    ("arelit", dict(SMALL_CORE_KWARGS["arelit"], write_gate_bias=-4.0)),  # the learning suites'
 ]
 
 # Derived from the registry, so a new core joins the tests that fit its state.

@@ -7,7 +7,7 @@ show the goal side, so a memoryless policy succeeds about half the time. Local s
 The time limit defaults to 2x the corridor + 4; a test may raise it (``max_steps``). Nothing
 rewards walking right before the junction, so the untrained policy is a random walk that rarely
 reaches the junction of corridor 8 in 20 steps (BRT's seed 0 never did in 40 iterations); the
-cores that need longer to learn get 64 steps (test_every_core_learns.TIME_LIMIT says why not all).
+beyond-the-sequence test gives every core 64 (test_every_core_learns.TIME_LIMIT).
 """
 
 from __future__ import annotations

@@ -167,9 +167,21 @@ def save(algo: Any, root: Path, config: dict[str, Any], state: CheckpointState, 
         _replace_text(root / LATEST_FILE, final.name + "\n")
     except OSError as err:  # the checkpoint is complete; resuming a run folder does not need it
         log.warning("checkpoint %s saved, but %s not updated: %s", final, LATEST_FILE, err)
-    for old in sorted(root.glob("iter_*"))[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    _prune(root, final, keep)
     return final
+
+
+def _prune(root: Path, final: Path, keep: int) -> None:
+    """Delete all but the ``keep`` checkpoints saved last, never ``final`` (the one just saved).
+
+    Newest means written last, not the highest iteration: a folder may still hold a higher
+    ``iter_*`` of an earlier run under the same name (a rerun repro cell), and ordering by name
+    deleted the new checkpoint instead of the stale one.
+    """
+    others = [p for p in root.glob("iter_*") if p.is_dir() and p != final]
+    others.sort(key=lambda p: (p.stat().st_mtime_ns, p.name))
+    for old in others[: max(len(others) - (keep - 1), 0)]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def newest_name(root: Path) -> str | None:

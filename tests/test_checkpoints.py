@@ -239,6 +239,21 @@ def test_resave_of_the_same_iteration_replaces_it(run):
     assert (again / "algorithm" / "algorithm_state.pkl").read_bytes().endswith(b"new")
 
 
+def test_keep_prunes_by_save_order_not_by_iteration(tmp_path):
+    """A rerun under the same name: the folder still holds the earlier run's iter_000117. Saving
+    iteration 52 with keep=1 keeps the new checkpoint (it used to delete it, leaving only the
+    stale 117: a repro cell then failed to find the checkpoint it had just written)."""
+    root = tmp_path / "checkpoints" / "cell"
+    config = _config(tmp_path)
+    checkpoints.save(FakeAlgo(b"old"), root, config, CheckpointState(117, 117, 1.0, "cell"), keep=1)
+    new = checkpoints.save(FakeAlgo(b"new"), root, config, CheckpointState(52, 52, 1.0, "cell"), keep=1)
+    assert sorted(p.name for p in root.glob("iter_*")) == ["iter_000052"]
+    assert checkpoints.find_verified(root) == new
+    # keep=2: the two saved last survive, whatever their numbers.
+    checkpoints.save(FakeAlgo(b"newer"), root, config, CheckpointState(7, 7, 1.0, "cell"), keep=2)
+    assert sorted(p.name for p in root.glob("iter_*")) == ["iter_000007", "iter_000052"]
+
+
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
 def test_tune_restore_refuses_a_damaged_checkpoint(run, damage, tmp_path, monkeypatch):
     """``train_trial`` given a damaged Tune checkpoint fails before building the algorithm."""

@@ -246,7 +246,9 @@ def test_keep_prunes_by_save_order_not_by_iteration(tmp_path):
     root = tmp_path / "checkpoints" / "cell"
     config = _config(tmp_path)
     checkpoints.save(FakeAlgo(b"old"), root, config, CheckpointState(117, 117, 1.0, "cell"), keep=1)
-    new = checkpoints.save(FakeAlgo(b"new"), root, config, CheckpointState(52, 52, 1.0, "cell"), keep=1)
+    new = checkpoints.save(
+        FakeAlgo(b"new"), root, config, CheckpointState(52, 52, 1.0, "cell"), keep=1
+    )
     assert sorted(p.name for p in root.glob("iter_*")) == ["iter_000052"]
     assert checkpoints.find_verified(root) == new
     # keep=2: the two saved last survive, whatever their numbers.

@@ -24,6 +24,15 @@ class QTransformerHyperparameters(Section):
         1.0, ge=0.0, description="alpha: weight of the push of unseen bins towards r_min."
     )
     r_min: float = Field(0.0, description="Value the unseen bins are regularised towards.")
+    value_scale: float = Field(
+        1.0,
+        gt=0.0,
+        description=(
+            "Q in units of this: the heads' outputs are multiplied by it and the loss's errors "
+            "divided by it, so returns of hundreds train as fast as returns near 1 (set it near "
+            "the largest |return|, e.g. |r_min|)."
+        ),
+    )
     mc_lower_bound: bool = Field(
         True, description="Raise targets to the Monte-Carlo return on terminated episodes."
     )

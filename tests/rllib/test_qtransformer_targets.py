@@ -151,6 +151,18 @@ def test_loss_hand_computed() -> None:
     assert torch.isclose(loss, info["td_loss"] + info["conservative_loss"])
 
 
+def test_loss_value_scale_divides_the_errors() -> None:
+    """scale s: both terms are the unit loss of (Q - y) / s and (Q - r_min) / s."""
+    q = torch.tensor([[[[100.0, 300.0, 500.0]]]])
+    bins, valid = torch.tensor([[[1]]]), torch.ones(1, 1, 1, dtype=torch.bool)
+    loss, info = qtransformer_loss(
+        q, bins, torch.tensor([[[200.0]]]), valid, alpha=2.0, r_min=100.0, scale=100.0
+    )
+    assert torch.isclose(info["td_loss"], torch.tensor(0.5 * 1.0**2))
+    assert torch.isclose(info["conservative_loss"], torch.tensor(0.5 * 2.0 * (0.0 + 16.0) / 2))
+    assert torch.isclose(loss, info["td_loss"] + info["conservative_loss"])
+
+
 @pytest.mark.parametrize("shape", [(1, 1, 1), (4, 1, 1), (1, 9, 1), (1, 1, 5), (3, 7, 2)])
 def test_loss_invariant_to_batch_sequence_and_dims(shape: tuple[int, int, int]) -> None:
     """Q = 3 on the taken bin with target 1, Q = 2 elsewhere: the same loss for every shape."""

@@ -7,7 +7,10 @@ Each dimension's head is its own MLP over ``h_t`` and the embeddings of the bins
 dimensions before it, so ``Q^i`` cannot see dimension ``i`` or later (causal by construction)
 and ``Q^1`` reads ``h_t`` alone. With ``dueling`` each head outputs ``V^i + A^i - mean_b A^i``.
 Values are plain numbers in reward units (no squashing), so targets, the Monte-Carlo bound and
-the conservative push to ``r_min`` all act in value space.
+the conservative push to ``r_min`` all act in value space. The heads' last layers output
+``Q / value_scale``: with returns in the hundreds (Pendulum's R_min ~ -800) a unit-sized
+initialisation and Adam's ~lr-sized steps would otherwise need tens of thousands of updates
+only to reach the values' scale (the loss divides its errors by the same scale).
 
 Training (teacher forcing with the dataset's bins) and greedy decoding call the same
 :meth:`CausalDimensionHead.dimension`, so decoding scores bins exactly as training does.
@@ -40,9 +43,11 @@ class CausalDimensionHead(nn.Module):
         hiddens: tuple[int, ...],
         act: str,
         dueling: bool,
+        value_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.num_dims, self.num_bins, self.dueling = num_dims, num_bins, dueling
+        self.value_scale = float(value_scale)
         # e_j embeds the bin chosen in dimension j; the last dimension's is never read.
         self.embeddings = nn.ModuleList(
             nn.Embedding(num_bins, embedding_dim) for _ in range(num_dims - 1)
@@ -62,9 +67,9 @@ class CausalDimensionHead(nn.Module):
         embeddings ``prefix`` of the bins of dimensions ``0..i-1`` (each ``[*lead, E]``)."""
         z = self.trunks[i](torch.cat([h, *prefix[:i]], dim=-1))
         adv = self.advantages[i](z)
-        if not self.dueling:
-            return adv
-        return self.values[i](z) + adv - adv.mean(dim=-1, keepdim=True)
+        if self.dueling:
+            adv = self.values[i](z) + adv - adv.mean(dim=-1, keepdim=True)
+        return adv * self.value_scale if self.value_scale != 1.0 else adv
 
     def forward(self, h: Tensor, bins: Tensor) -> Tensor:
         """Teacher forcing: ``h`` ``[*lead, H]``, bins ``[*lead, d]`` long -> ``[*lead, d, B]``,
@@ -118,6 +123,7 @@ class QTransformerNetwork(nn.Module):
             tuple(hp.head_hiddens),
             model.activation,
             hp.dueling,
+            hp.value_scale,
         )
 
     def initial_state(self, batch_size: int, device: Any = None) -> dict[str, Tensor]:

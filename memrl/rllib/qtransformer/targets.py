@@ -9,8 +9,11 @@ With ``Q'`` the target network, teacher-forced with the dataset's bins ``b_t``:
 The last dimension's n-step return, its truncation and padding handling are
 :func:`memrl.rllib.r2d2.targets.n_step_targets` (without value rescaling).
 
-    loss = 1/2 mean_{valid t,i} (Q^i(b^i_t) - y^i_t)^2
-         + 1/2 alpha mean_{valid t,i} mean_{b != b^i_t} (Q^i(b) - r_min)^2
+    loss = 1/2 mean_{valid t,i} ((Q^i(b^i_t) - y^i_t) / s)^2
+         + 1/2 alpha mean_{valid t,i} mean_{b != b^i_t} ((Q^i(b) - r_min) / s)^2
+
+with ``s`` the value scale (``value_scale``, default 1: the paper's loss), so the gradients
+stay unit-sized whatever the returns' scale.
 
 Both means run over the valid (step, dimension) pairs (and the ``B - 1`` unseen bins), so
 neither term changes with batch size, sequence length or ``d``.
@@ -58,9 +61,16 @@ def autoregressive_targets(
 
 
 def qtransformer_loss(
-    q: Tensor, bins: Tensor, y: Tensor, valid: Tensor, *, alpha: float, r_min: float
+    q: Tensor,
+    bins: Tensor,
+    y: Tensor,
+    valid: Tensor,
+    *,
+    alpha: float,
+    r_min: float,
+    scale: float = 1.0,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """The loss (module doc) and its parts.
+    """The loss (module doc, ``scale`` its ``s``) and its parts (``td_abs`` in value units).
 
     q ``[B, T, d, NB]`` online Q-values; bins ``[B, T, d]`` long, the dataset's; y, valid
     ``[B, T, d]``. Returns (loss, {"td_loss", "conservative_loss", "q_taken", "td_abs"}).
@@ -70,9 +80,9 @@ def qtransformer_loss(
     weight = valid.to(q.dtype)
     count = weight.sum().clamp(min=1.0)
     td = taken - y.detach()
-    td_loss = 0.5 * (td.square() * weight).sum() / count
+    td_loss = 0.5 * ((td / scale).square() * weight).sum() / count
     unseen = torch.ones_like(q).scatter(-1, bins[..., None], 0.0)
-    gap = ((q - r_min).square() * unseen).sum(dim=-1) / max(num_bins - 1, 1)
+    gap = (((q - r_min) / scale).square() * unseen).sum(dim=-1) / max(num_bins - 1, 1)
     conservative = 0.5 * alpha * (gap * weight).sum() / count
     info = {
         "td_loss": td_loss.detach(),

@@ -47,7 +47,13 @@ class QTransformerUpdate:
         valid = valid & batch.train[..., None]
         q = self.online(batch.obs, batch.first, batch.bins)
         loss, info = qtransformer_loss(
-            q, batch.bins, y, valid, alpha=hp.conservative_weight, r_min=hp.r_min
+            q,
+            batch.bins,
+            y,
+            valid,
+            alpha=hp.conservative_weight,
+            r_min=hp.r_min,
+            scale=hp.value_scale,
         )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -30,8 +30,10 @@ PointGoalMemory's Q-Transformer and BC replay every training sequence from its e
 (burn-in 50 = the episode length): the goal is only in the first observation.
 
 Defaults: TD3 for 24k (Pendulum-P) / 12k (PointGoalMemory) env steps, 50 / 200 episodes (10k
-steps) per collected dataset, 1000 updates per learner and dataset, 10 evaluation episodes:
-about 25 minutes on 2 busy CPU cores (TD3 ~10, the 16 learner runs ~13). ``--quick``: about 2.
+steps) per collected dataset, 5000 updates per learner and dataset, 10 evaluation episodes:
+about 30 minutes on 2 CPU cores (TD3 and collection ~7, the 16 learner runs ~22). At 1000
+updates (the first full run) Pendulum-P's Q-Transformer had not yet fitted its returns.
+``--quick``: about 2.
 
 RLlib's CQL/IQL are not run (see :data:`PEERS_NOTE`).
 
@@ -176,7 +178,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--td3-steps", type=int, default=None, help="TD3 env steps per task")
     parser.add_argument("--episodes", type=int, default=None, help="episodes per collected dataset")
     parser.add_argument(
-        "--updates", type=int, default=None, help="offline updates per learner (1000)"
+        "--updates", type=int, default=None, help="offline updates per learner (5000)"
     )
     parser.add_argument(
         "--eval-episodes", type=int, default=None, help="greedy episodes per learner (10)"
@@ -225,7 +227,7 @@ class OfflineBenchSettings:
     def from_args(cls, args: argparse.Namespace) -> OfflineBenchSettings:
         quick = bool(args.quick)
         defaults = {"updates": 20, "eval_episodes": 2, "timing_updates": 2} if quick else {
-            "updates": 1000, "eval_episodes": 10, "timing_updates": 10,
+            "updates": 5000, "eval_episodes": 10, "timing_updates": 10,
         }  # fmt: skip
         sizes = {
             k: getattr(args, k) if getattr(args, k) is not None else v for k, v in defaults.items()

@@ -1,9 +1,9 @@
 """The cells of a suite: one (task, core, seq len, seed) each, with its validated config.
 
 A cell's ``key`` hashes what decides its outcome (the resolved config without its bookkeeping
-keys: name, output folders, resource placement, logging and checkpoint cadence; plus the
-evaluation episodes and the threshold): a rerun with the same key reuses the finished cell's
-JSON, a changed hyperparameter makes a new cell.
+keys: name, output folders, resource placement, logging and checkpoint cadence, and the sections
+of algorithms other than its own; plus the evaluation episodes and the threshold): a rerun with
+the same key reuses the finished cell's JSON, a changed hyperparameter makes a new cell.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from memrl.config import ConfigError, TrainConfig, config_from_dict, load_config
+from memrl.config.schema import ALGOS
 from memrl.repro.suite import Scale, SuiteError, SuiteSpec
 
 # At cpu scale a cell is one process (sample and learn in the Ray task): --jobs K then means K
@@ -28,6 +29,13 @@ CPU_CELL_DEFAULTS: dict[str, Any] = {
 _UNHASHED_TOP = ("name", "output_dir", "logging", "checkpoint")
 _UNHASHED_RESOURCES = ("address", "num_cpus", "num_env_runners", "num_learners",
                        "num_gpus_per_learner")  # fmt: skip
+# Sections only some algorithms read; the others' are left out of the key, so that a field
+# added to, say, the qtransformer section does not rerun every finished PPO cell.
+_ALGO_SECTIONS: dict[str, tuple[str, ...]] = {
+    **{algo: (algo,) for algo in ALGOS},
+    "replay": ("r2d2", "td3"),
+    "data": ("qtransformer",),
+}
 
 
 def override(key: str, value: Any) -> str:
@@ -69,7 +77,12 @@ class Cell:
 
 def cell_key(config: dict[str, Any], threshold: float, eval_episodes: int) -> str:
     """sha256 of what decides a cell's outcome (see the module docstring)."""
-    data = {k: v for k, v in config.items() if k not in _UNHASHED_TOP}
+    algo = config.get("algo", "ppo")
+    data = {
+        k: v
+        for k, v in config.items()
+        if k not in _UNHASHED_TOP and algo in _ALGO_SECTIONS.get(k, (algo,))
+    }
     data["resources"] = {
         k: v for k, v in (config.get("resources") or {}).items() if k not in _UNHASHED_RESOURCES
     }

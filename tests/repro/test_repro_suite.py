@@ -233,3 +233,21 @@ def test_a_seed_stopped_at_its_return_target_is_held_to_the_others_end():
     assert steps.tolist() == [0.0, 50.0, 100.0] and m[-1] == pytest.approx(1.5)
     with pytest.raises(ValueError, match="held has 1 entries for 2 curves"):
         curves_on_grid(curves, held=[True])
+
+
+def test_cell_key_ignores_other_algorithms_sections(suite, tmp_path):
+    """A PPO cell's key does not move with the r2d2/td3/qtransformer/replay/data sections (a
+    field added there must not rerun finished PPO cells), but does with its own ppo section."""
+    from memrl.repro.cells import cell_key
+
+    (cell, *_) = plan_cells(suite, "cpu", 1, tmp_path)
+    assert cell.config["algo"] == "ppo"
+    for section, field in (("qtransformer", "value_scale"), ("td3", "new_field"),
+                           ("replay", "new_field"), ("data", "new_field")):  # fmt: skip
+        other = {**cell.config, section: {**(cell.config.get(section) or {}), field: 123.0}}
+        assert cell_key(other, cell.threshold, cell.eval_episodes) == cell.key, section
+    own = {**cell.config, "ppo": {**cell.config["ppo"], "lr": 0.123}}
+    assert cell_key(own, cell.threshold, cell.eval_episodes) != cell.key
+    offline = {**cell.config, "algo": "qtransformer"}
+    changed = {**offline, "qtransformer": {**offline["qtransformer"], "value_scale": 9.0}}
+    assert cell_key(offline, 0.0, 1) != cell_key(changed, 0.0, 1)

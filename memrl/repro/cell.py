@@ -1,12 +1,16 @@
 """One cell's run and its result: the single place the suite calls memrl's training code.
 
-:func:`run_cell` trains the cell's config with ``memrl.loop.train`` (one process at cpu
-scale: no remote env runners), then scores the final checkpoint greedily with
-``memrl.evaluate.evaluate`` over the task's ``eval_episodes`` (seed = training seed + 1000).
-A cell's *final return* is that greedy mean episode return; with ``eval_episodes: 0`` it is the
-last iteration's training return (RLlib's mean over recent episodes). *Env steps to threshold*
-is the env-step count of the first iteration whose training return mean reached the task's
-threshold; *env steps/s* is env steps over training time (evaluation excluded).
+:func:`run_cell` trains the cell's config with ``memrl.loop.train`` (one process at cpu scale: no
+remote env runners), then scores the final checkpoint greedily with ``memrl.evaluate.evaluate``
+over the task's ``eval_episodes`` (seed = training seed + 1000). A cell's *final return* is that
+greedy mean episode return; with ``eval_episodes: 0`` it is the last iteration's training return
+(RLlib's mean over recent episodes). A PPO cell is also scored on the same env seeds with actions
+sampled from its policy (``memrl eval --explore``), the policy PPO trains: a greedy policy can
+stall where the sampled one does not (T-Maze 32, a GRU from 64-step sequences: sampled, 70% success
+in 20 episodes; greedy, every episode a timeout, walking into the wall at the junction, where
+"right", the corridor's action, still had probability 0.5-0.8). *Env steps to threshold* is the
+env-step count of the first iteration whose training return mean reached the task's threshold; *env
+steps/s* is env steps over training time (evaluation excluded).
 """
 
 from __future__ import annotations
@@ -48,9 +52,12 @@ class CellResult:
     env_steps_per_s: float | None = None
     final_train_return: float | None = None
     evaluation: dict[str, Any] | None = None  # memrl.evaluate's summary of the greedy episodes
+    sampled_evaluation: dict[str, Any] | None = None  # the same, actions sampled (PPO only)
     final_return: float | None = None
     success_rate: float | None = None
     steps_to_threshold: int | None = None
+    sampled_return: float | None = None
+    sampled_success_rate: float | None = None
     run_dir: str | None = None
     checkpoint: str | None = None
     stopped_at_target: bool = False  # stopped early: the training return reached the target
@@ -60,7 +67,7 @@ class CellResult:
         cls, cell: Cell, *, curve: list[tuple[int, float | None]], iterations: int,
         env_steps: int, train_time_s: float, wall_time_s: float,
         evaluation: dict[str, Any] | None = None, run_dir: str | None = None,
-        checkpoint: str | None = None,
+        checkpoint: str | None = None, sampled_evaluation: dict[str, Any] | None = None,
     ) -> CellResult:  # fmt: skip
         """A finished cell; the derived numbers computed by the module docstring's rules."""
         curve = [(int(s), None if v is None or math.isnan(v) else float(v)) for s, v in curve]
@@ -81,6 +88,11 @@ class CellResult:
             final_return=final,
             success_rate=evaluation.get("success_rate") if evaluation else None,
             steps_to_threshold=first_crossing(curve, cell.threshold),
+            sampled_evaluation=sampled_evaluation,
+            sampled_return=sampled_evaluation["return_mean"] if sampled_evaluation else None,
+            sampled_success_rate=(
+                sampled_evaluation.get("success_rate") if sampled_evaluation else None
+            ),
             run_dir=run_dir,
             checkpoint=checkpoint,
             stopped_at_target=StopConfig(**cell.config["stop"]).return_target_met(
@@ -134,12 +146,13 @@ def run_cell(cell: Cell) -> CellResult:
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     with (cfg.run_dir / "progress.log").open("w") as stream:  # the cell's progress lines
         result = _train(cfg, Console(file=stream, soft_wrap=True, width=200))
-    evaluation = None
+    evaluation = sampled = None
     if cell.eval_episodes > 0:
         if result.checkpoint is None:
             raise RuntimeError(f"{cell.id}: training wrote no checkpoint to evaluate")
-        report = evaluate(result.checkpoint, cell.eval_episodes)
-        evaluation = report.summary()
+        evaluation = evaluate(result.checkpoint, cell.eval_episodes).summary()
+        if cfg.algo == "ppo":
+            sampled = evaluate(result.checkpoint, cell.eval_episodes, explore=True).summary()
     return CellResult.from_run(
         cell,
         curve=[(m.env_steps, m.episode_return_mean) for m in result.history],
@@ -148,6 +161,7 @@ def run_cell(cell: Cell) -> CellResult:
         train_time_s=result.time_s,
         wall_time_s=time.perf_counter() - start,
         evaluation=evaluation,
+        sampled_evaluation=sampled,
         run_dir=str(result.run_dir),
         checkpoint=str(result.checkpoint) if result.checkpoint else None,
     )

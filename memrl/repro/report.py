@@ -1,11 +1,12 @@
 """A suite's outputs: ``results.json``, ``report.md`` and one PNG of learning curves per task.
 
 Per (task, core, seq len), over the seeds that finished: the final return's mean with a 95%
-Student-t interval over seeds, the success rate's mean (and interval), how many seeds reached
-the threshold and their mean env steps to it, and the mean env steps/s. The *margin* of a cell
-is its mean final return minus the memoryless baseline's, the baseline taken at the same seq
-len when the suite runs it there, else the baseline's best seq len (the harder comparison). A
-cell *passes* when its margin is >= the task's margin.
+Student-t interval over seeds, the success rate's mean (and interval), how many seeds reached the
+threshold and their mean env steps to it, and the mean env steps/s; for PPO cells also the success
+rate (or, without one, the return) of the policy's sampled actions on the same episodes. The
+*margin* of a cell is its mean final return minus the memoryless baseline's, the baseline taken at
+the same seq len when the suite runs it there, else the baseline's best seq len (the harder
+comparison). A cell *passes* when its margin is >= the task's margin.
 """
 
 from __future__ import annotations
@@ -110,6 +111,8 @@ def summarize(
                 "final_return": final,
                 "final_train_return": g.stat("final_train_return"),
                 "success_rate": g.stat("success_rate"),
+                "sampled_return": g.stat("sampled_return"),
+                "sampled_success_rate": g.stat("sampled_success_rate"),
                 "steps_to_threshold": {
                     "reached": len(reached),
                     "of": len(g.results),
@@ -171,7 +174,9 @@ def write_report(data: dict[str, Any], spec: SuiteSpec, path: Path, pngs: dict[s
         "evaluation), mean ± half-width of the 95% Student-t interval over seeds. Margin: mean "
         f"minus the memoryless baseline's (`{data['baseline']}`) mean; **pass** when the margin "
         "is at least the task's stated margin. Steps to threshold: seeds whose training return "
-        "reached the threshold, and their mean env steps. Curves: training return; a seed "
+        "reached the threshold, and their mean env steps. Sampled: the success rate (else the "
+        "return) of the same episodes with actions sampled from the policy, the policy PPO "
+        "trains; a greedy policy can stall where it does not. Curves: training return; a seed "
         "that stopped early because its training return reached the task's target "
         "(`stop.episode_return_mean`) is held at its last value.",
         "",
@@ -185,9 +190,9 @@ def write_report(data: dict[str, Any], spec: SuiteSpec, path: Path, pngs: dict[s
             f"{t['margin']:g}"
             + "".join(f"; {r['label']}: {r['value']:g}" for r in t["references"]),
             "",
-            "| core | seq len | seeds | final return | success | steps to threshold | "
+            "| core | seq len | seeds | final return | success | sampled | steps to threshold | "
             "steps/s | margin | beats baseline |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|:---:|",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
         ]
         for row in t["cells"]:
             reach = row["steps_to_threshold"]
@@ -208,9 +213,13 @@ def write_report(data: dict[str, Any], spec: SuiteSpec, path: Path, pngs: dict[s
             if row["baseline"]:
                 verdict = "(baseline)"
             sps = "-" if not row["env_steps_per_s"] else f"{row['env_steps_per_s']['mean']:,.0f}"
+            sampled = _pm(row.get("sampled_return"))
+            if row.get("sampled_success_rate"):
+                sampled = _pm(row["sampled_success_rate"], ".0%")
             lines.append(
                 f"| {row['core']} | {row['seq_len']} | {seeds} | {_pm(row['final_return'])} | "
-                f"{_pm(row['success_rate'], '.0%') if row['success_rate'] else '-'} | {steps} | "
+                f"{_pm(row['success_rate'], '.0%') if row['success_rate'] else '-'} | {sampled} | "
+                f"{steps} | "
                 f"{sps} | {margin} | {verdict} |"
             )
         if task in pngs:

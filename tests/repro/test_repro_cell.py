@@ -56,6 +56,11 @@ def test_a_real_cell_trains_and_evaluates(tmp_path, ray_one_cpu):
     assert result.evaluation["episodes"] == 5
     assert result.final_return == result.evaluation["return_mean"]
     assert result.success_rate is not None  # T-Maze reports success
+    # PPO: also scored with sampled actions, on the same episodes' seeds.
+    assert result.sampled_evaluation["episodes"] == 5
+    assert result.sampled_evaluation["policy"] == "sampled"
+    assert result.sampled_return == result.sampled_evaluation["return_mean"]
+    assert result.sampled_success_rate == result.sampled_evaluation["success_rate"]
     assert result.env_steps_per_s > 0 and result.wall_time_s >= result.train_time_s
     first = next(s for s, v in result.curve if v is not None)
     assert result.steps_to_threshold == first

@@ -59,6 +59,7 @@ def fake_runner(cell):
     return CellResult.from_run(
         cell, curve=curve, iterations=10, env_steps=1000, train_time_s=2.0, wall_time_s=2.5,
         evaluation={"return_mean": final, "success_rate": min(1.0, final / 4)},
+        sampled_evaluation={"return_mean": final - 1, "success_rate": min(1.0, final / 5)},
     )  # fmt: skip
 
 
@@ -139,6 +140,9 @@ def test_runs_resumes_and_writes_all_three_outputs(suite, tmp_path):
         expect = [r if r <= 1000 else None for r in reach]
         assert row["steps_to_threshold"]["per_seed"] == expect
         assert row["env_steps_per_s"]["mean"] == pytest.approx(500.0)
+        assert row["sampled_return"]["mean"] == pytest.approx(mean - 1)
+        sampled = np.minimum(1.0, finals / 5).mean()
+        assert row["sampled_success_rate"]["mean"] == pytest.approx(sampled)
         if core == "mlp":
             assert row["margin_over_baseline"] is None and row["baseline"]
             continue
@@ -151,6 +155,9 @@ def test_runs_resumes_and_writes_all_three_outputs(suite, tmp_path):
     report = (out / "report.md").read_text()
     assert "memrl repro x" in report.splitlines()[3]  # the command, in a block at the top
     assert report.count("| gru |") == 2 and "**FAIL**" in report and "pass" in report
+    gru8 = next(line for line in report.splitlines() if line.startswith("| gru | 8 |"))
+    cols = [c.strip() for c in gru8.strip("|").split("|")]
+    assert cols[5].startswith(f"{rows[('gru', 8)]['sampled_success_rate']['mean']:.0%} ± ")
     assert "![fake](fake.png)" in report
     png = paths["png:fake"].read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"

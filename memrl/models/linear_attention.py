@@ -67,11 +67,19 @@ def feature_activation(name: str):
     return FEATURE_MAPS[name]
 
 
-def _decay_product(decays: Sequence[Tensor], index: slice) -> Tensor:
-    out = decays[0][:, index]
+def _product(decays: Sequence[Tensor]) -> Tensor:
+    out = decays[0]
     for a in decays[1:]:
-        out = out * a[:, index]
+        out = out * a
     return out
+
+
+def _split_steps(x: Tensor, first: int) -> tuple[Tensor, Tensor]:
+    """``x[:, :first], x[:, first:]`` as a split: its backward concatenates the two gradients,
+    where a slice's backward fills a zero tensor of the full size (most of the scan's time on
+    the CPU, when every level sliced this way)."""
+    head, tail = x.split([first, x.shape[1] - first], dim=1)
+    return head, tail
 
 
 def _odd_even_scan(decays: Sequence[Tensor], updates: Tensor) -> Tensor:
@@ -79,23 +87,32 @@ def _odd_even_scan(decays: Sequence[Tensor], updates: Tensor) -> Tensor:
 
     Pairs ``(2i, 2i+1)`` are combined with ``(a1, b1) . (a2, b2) = (a1 a2, a2 b1 + b2)``, the
     half-length problem is solved recursively (giving every odd-index state), and each even-index
-    state is one more step from its odd neighbour: O(T) work in ``2 log2 T`` rounds.
+    state is one more step from its odd neighbour: O(T) work in ``2 log2 T`` rounds. The steps
+    are split into pairs by reshaping and unbinding, never by strided slicing (see
+    ``_split_steps``).
     """
     steps = updates.shape[1]
     if steps == 1:
         return updates
-    paired = steps // 2 * 2
-    odd, even = slice(1, paired, 2), slice(0, paired, 2)
-    pair_updates = _decay_product(decays, odd) * updates[:, even] + updates[:, odd]
-    pair_decays = [a[:, odd] * a[:, even] for a in decays]
+    half = steps // 2
+    pairs_u, pairs_a = updates, list(decays)
+    if steps % 2:  # the last step is added after the pairs
+        pairs_u, last_u = _split_steps(updates, 2 * half)
+        pairs_a, last_a = zip(*(_split_steps(a, 2 * half) for a in decays), strict=True)
+    even_u, odd_u = pairs_u.unflatten(1, (half, 2)).unbind(2)
+    even_a, odd_a = zip(*(a.unflatten(1, (half, 2)).unbind(2) for a in pairs_a), strict=True)
+    pair_updates = _product(odd_a) * even_u + odd_u
+    pair_decays = [a_odd * a_even for a_odd, a_even in zip(odd_a, even_a, strict=True)]
     h_odd = _odd_even_scan(pair_decays, pair_updates)  # states at t = 1, 3, 5, ...
-    rest = (steps - 1) // 2  # even t >= 2
-    h_even = _decay_product(decays, slice(2, steps, 2)) * h_odd[:, :rest]
-    h_even = torch.cat([updates[:, :1], h_even + updates[:, 2:steps:2]], dim=1)
-    interleaved = torch.stack([h_even[:, : steps // 2], h_odd], dim=2).flatten(1, 2)
+    before, newest = _split_steps(h_odd, half - 1)
+    # h_{2i} = a_{2i} h_{2i-1} + b_{2i}, with h_{-1} = 0 for i = 0.
+    previous = torch.cat([h_odd.new_zeros(newest.shape), before], dim=1)
+    h_even = _product(even_a) * previous + even_u
+    out = torch.stack([h_even, h_odd], dim=2).flatten(1, 2)
     if steps % 2:
-        interleaved = torch.cat([interleaved, h_even[:, -1:]], dim=1)
-    return interleaved
+        last = _product(last_a) * newest + last_u
+        out = torch.cat([out, last], dim=1)
+    return out
 
 
 def linear_scan(decays: Sequence[Tensor], updates: Tensor, initial: Tensor) -> Tensor:
@@ -113,10 +130,11 @@ def linear_scan(decays: Sequence[Tensor], updates: Tensor, initial: Tensor) -> T
     so a per-step call does O(1) work whatever came before.
     """
     # Fold the carried-in state into the first update; then the scan starts from zero.
-    head = _decay_product(decays, slice(0, 1)) * initial.unsqueeze(1) + updates[:, :1]
+    first_u, rest_u = _split_steps(updates, 1)
+    head = _product([_split_steps(a, 1)[0] for a in decays]) * initial.unsqueeze(1) + first_u
     if updates.shape[1] == 1:
         return head
-    return _odd_even_scan(decays, torch.cat([head, updates[:, 1:]], dim=1))
+    return _odd_even_scan(decays, torch.cat([head, rest_u], dim=1))
 
 
 class GatedFeatures(nn.Module):

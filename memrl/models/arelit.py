@@ -114,10 +114,12 @@ class AReLiTAttention(nn.Module):
         )  # [B, T, H, r, D]
         normaliser = linear_scan([key_decay], key, state["s"])  # [B, T, H, F]
         query = f["query"]
-        scores = torch.einsum("bthrf,bthf->bthr", keys.to(query.dtype), query)
+        # Products and sums, not einsum: with r' (1 for the authors' r = 2) components, einsum's
+        # batched matmuls of [r', F] x [F, 1] ran 2.5x slower on the CPU, backward included.
+        scores = (keys.to(query.dtype) * query.unsqueeze(3)).sum(-1)  # [B, T, H, r']
         scores = scores * self.multiplicity.to(scores.dtype)
-        numerator = torch.einsum("bthrd,bthr->bthd", values.to(query.dtype), scores)
-        denominator = torch.einsum("bthf,bthf->bth", normaliser.to(query.dtype), query)
+        numerator = (values.to(query.dtype) * scores.unsqueeze(-1)).sum(3)  # [B, T, H, D]
+        denominator = (normaliser.to(query.dtype) * query).sum(-1)  # [B, T, H]
         attended = numerator / (2 * self.r * denominator.unsqueeze(-1) + self.eps)
         out = self.project(attended.flatten(2))
         new = {"keys": keys[:, -1], "values": values[:, -1], "s": normaliser[:, -1]}

@@ -29,9 +29,9 @@ Per task:
 PointGoalMemory's Q-Transformer and BC replay every training sequence from its episode's start
 (burn-in 50 = the episode length): the goal is only in the first observation.
 
-Defaults: TD3 for 24k (Pendulum-P) / 12k (PointGoalMemory) env steps, 50 / 200 episodes (10k
-steps) per collected dataset, 5000 updates per learner and dataset, 10 evaluation episodes:
-about 30 minutes on 2 CPU cores (TD3 and collection ~7, the 16 learner runs ~22). At 1000
+Defaults: TD3 for 24k env steps (each task), 50 / 200 episodes (10k steps) per collected
+dataset, 5000 updates per learner and dataset, 10 evaluation episodes: about 35 minutes on 2
+CPU cores (TD3 and collection ~12, the 16 learner runs ~22). At 1000
 updates (the first full run) Pendulum-P's Q-Transformer had not yet fitted its returns.
 ``--quick``: about 2.
 
@@ -121,9 +121,12 @@ TASKS: dict[str, OfflineTask] = {
     "pointgoal": OfflineTask(
         name="pointgoal",
         env_id="memrl/PointGoalMemory-v0",
-        # Sequences of nearly whole episodes (2 + 48 of 50 steps), gamma 0.95, noise 0.3: with
-        # sequences of 8 + 24 or 8 + 8 the GRU TD3 (and an MLP one) stayed at the level of
-        # waiting at the centre (return ~20) for 8-12k env steps; this reached 24 at 10k.
+        # Whole episodes (chunks of the 50-step episode, no overlap, no burn-in: every sequence
+        # starts at the goal cue from a zero state, as Ni et al. train), gamma 0.95, noise 0.3.
+        # With chunks of 2 + 48 steps overlapping by 25 (half the sequences starting mid-episode
+        # from a stored state with a 2-step burn-in) the GRU TD3 never beat waiting at the centre
+        # (return ~20; evaluations 7-21 up to 48k env steps); whole episodes reached 30 at 12k
+        # and 38 at 24k (optimal ~46; with one goal, no memory needed, 48 at 4k).
         td3_overrides=(
             "name=offline-td3-pointgoal",
             "task.env_name=memrl/PointGoalMemory-v0",
@@ -131,13 +134,13 @@ TASKS: dict[str, OfflineTask] = {
             "td3.updates_per_iteration=2",
             "td3.exploration_noise=0.3",
             "td3.gamma=0.95",
-            "replay.burn_in=2",
-            "replay.seq_len=48",
-            "replay.chunk_overlap=25",
+            "replay.burn_in=0",
+            "replay.seq_len=50",
+            "replay.chunk_overlap=0",
         ),
         qt_config="qtransformer/pointgoal_gru",
         qt_overrides=("qtransformer.burn_in=50", "qtransformer.seq_len=10"),
-        td3_steps=12_000,
+        td3_steps=24_000,
         episodes=200,  # 10k steps per dataset
         quick_episodes=8,
     ),

@@ -40,9 +40,17 @@ def test_parallel_scan_equals_loop_with_resets(steps):
     right = right * (1 - reset)
     updates = torch.randn(batch, steps, rows, cols, generator=g, dtype=torch.float64)
     initial = torch.randn(batch, rows, cols, generator=g, dtype=torch.float64)
+    inputs = [x.requires_grad_() for x in (left, right, updates, initial)]
     got = linear_scan([left, right], updates, initial)
     want = loop_scan([left, right], updates, initial)
     torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
+    # Gradients too (the scan splits and reshapes instead of slicing: its own backward).
+    weights = torch.randn(got.shape, generator=g, dtype=torch.float64)
+    got_grads = torch.autograd.grad((got * weights).sum(), inputs)
+    want_grads = torch.autograd.grad((want * weights).sum(), inputs)
+    for mine, loop in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(mine, loop, atol=1e-10, rtol=0)
+    got = got.detach()
     # The cut is exact: a reset step's state ignores the initial state entirely.
     for b in range(batch):
         t = (b * 7 + 1) % steps

@@ -36,9 +36,12 @@ def _assign_resources(base: Mapping[str, Any], variants: list[Variant]) -> None:
             if getattr(cfg.resources, k) == "auto"
         ]
         algo_config = build_algorithm_config(cfg, res)
-        pgf = algo_config.algo_class.default_resource_request(algo_config)
+        if hasattr(algo_config, "resource_bundles"):  # memrl's own, in-process algorithms
+            bundles = algo_config.resource_bundles()
+        else:
+            bundles = algo_config.algo_class.default_resource_request(algo_config).bundles
         variant.bundles = [
-            {k: float(v) for k, v in b.items() if v} or {"CPU": 0.0} for b in pgf.bundles
+            {k: float(v) for k, v in b.items() if v} or {"CPU": 0.0} for b in bundles
         ]
         need = sum(b.get("CPU", 0.0) for b in variant.bundles)
         if need > cpus:

@@ -250,3 +250,46 @@ def test_sigkilled_driver_resumes_without_losing_a_finished_trial(tmp_path):
     assert _metrics_lines(experiment / "trial_000") == finished  # not trained again
     assert _histories(experiment)["trial_001"][-1] == 3
     assert "killed: episode_return_mean (max)" in output
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_qtransformer_search_reserves_its_learner_and_reports_returns(tmp_path):
+    """An offline algorithm (no RLlib config to ask for a resource request) runs as Tune
+    trials too, scored by its periodic greedy evaluation."""
+    from memrl.data_cli import main as data_main
+
+    data = tmp_path / "data"
+    assert (
+        data_main(["collect", "memrl/PointGoalMemory-v0", "--episodes", "4", "--out", str(data)])
+        == 0
+    )
+    spec = {
+        "name": "qt-search",
+        "base": "qtransformer/pointgoal_gru",
+        "storage_path": str(tmp_path / "store"),
+        "overrides": {
+            "data.path": str(data),
+            "stop.iterations": 2,
+            "qtransformer.updates_per_iteration": 2,
+            "qtransformer.batch_size": 4,
+            "qtransformer.eval_every": 1,
+            "qtransformer.eval_episodes": 1,
+            "checkpoint.every": 1,
+        },
+        "search": {"qtransformer.lr": {"grid_search": [0.0003, 0.001]}},
+        "max_concurrent_trials": 2,
+    }
+    spec_file = tmp_path / "qt.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+    done = _tune(str(spec_file), timeout=240)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-6000:]
+    assert "no trial reported" not in output
+    experiment = tmp_path / "store" / "qt-search"
+    for trial in ("trial_000", "trial_001"):
+        lines = experiment / trial / "runs" / "qtransformer-pointgoal-gru" / "metrics.jsonl"
+        rows = [json.loads(line) for line in lines.read_text().splitlines()]
+        assert [r["iteration"] for r in rows] == [1, 2]
+        # Each iteration's greedy episode: PointGoal's per-step reward is in [0, 1], 50 steps.
+        assert all(0.0 <= r["episode_return_mean"] <= 50.0 for r in rows), rows

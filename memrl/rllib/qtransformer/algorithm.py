@@ -245,6 +245,11 @@ class QTransformerAlgorithmConfig:
     def build_algo(self) -> QTransformerAlgorithm:
         return QTransformerAlgorithm(self.cfg, self.device)
 
+    def resource_bundles(self) -> list[dict[str, float]]:
+        """What a Tune trial reserves (RLlib configs answer ``default_resource_request``): the
+        one learner in the trial's process, one CPU and the GPU it trains on, if any."""
+        return [{"CPU": 1.0, **({"GPU": 1.0} if self.device == "cuda" else {})}]
+
 
 def build_qtransformer_config(cfg: TrainConfig, resources: Any) -> QTransformerAlgorithmConfig:
     """The builder of ``cfg``'s algorithm on ``resources`` (a ResolvedResources): one learner in

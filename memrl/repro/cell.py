@@ -6,9 +6,9 @@ over the task's ``eval_episodes`` (seed = training seed + 1000). A cell's *final
 greedy mean episode return; with ``eval_episodes: 0`` it is the last iteration's training return
 (RLlib's mean over recent episodes). A PPO cell is also scored on the same env seeds with actions
 sampled from its policy (``memrl eval --explore``), the policy PPO trains: a greedy policy can
-stall where the sampled one does not (T-Maze 32, a GRU from 64-step sequences: sampled, 70% success
-in 20 episodes; greedy, every episode a timeout, walking into the wall at the junction, where
-"right", the corridor's action, still had probability 0.5-0.8). *Env steps to threshold* is the
+stall where the sampled one does not (horizon suite, T-Maze 32, LSTM from 64-step sequences, seed
+2: sampled, 61% success; greedy, every episode a timeout, walking into the wall at the junction,
+where "right", the corridor's action, kept probability 0.4-0.9). *Env steps to threshold* is the
 env-step count of the first iteration whose training return mean reached the task's threshold; *env
 steps/s* is env steps over training time (evaluation excluded).
 """

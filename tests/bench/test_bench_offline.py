@@ -75,7 +75,7 @@ def test_quick_and_full_sizes(tmp_path):
     quick = bench.OfflineBenchSettings.from_args(_args(tmp_path, "--quick", "--updates", "7"))
     task = bench.TASKS["pointgoal"]
     assert full.datasets == list(bench.DEFAULT_DATASETS) and full.tasks == list(bench.TASKS)
-    assert (full.updates, full.td3_steps_of(task), full.episodes_of(task)) == (5000, 12000, 200)
+    assert (full.updates, full.td3_steps_of(task), full.episodes_of(task)) == (5000, 24000, 200)
     assert (quick.updates, quick.episodes_of(task)) == (7, task.quick_episodes)
     assert full.work_dir == str(tmp_path / "offline_work")
 

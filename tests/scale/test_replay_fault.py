@@ -107,6 +107,19 @@ def _records(t: int, envs: int) -> dict:
     }
 
 
+def _wait_until_dead(actor, timeout_s: float = 30.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get(actor.stats.remote(), timeout=5)
+        except ray.exceptions.RayActorError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"actor still answering {timeout_s} s after ray.kill")
+
+
 @pytest.mark.timeout(120)
 def test_shard_client_keeps_a_dead_shards_chunks_in_order_and_resends_them(ray_local):
     from memrl.replay import ChunkConfig, ChunkWriter, ReplayConfig
@@ -134,6 +147,8 @@ def test_shard_client_keeps_a_dead_shards_chunks_in_order_and_resends_them(ray_l
     assert client.drain_acks() == []
 
     ray.kill(first, no_restart=True)
+    _wait_until_dead(first)  # ray.kill returns at once: a chunk sent before the kill took effect
+    # would be acked (seen once on a loaded machine)
     later = [c for t in range(8, 16) for c in chunker.add(_records(t, 2))]  # 4 chunks
     client.add(later)  # no raise: kept for the restored shard (one dropped: buffer holds 3)
     client.flush()

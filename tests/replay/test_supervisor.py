@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pyarrow as pa
 import pytest
 import ray
-from ray.exceptions import RayActorError
+from ray_actors import kill_and_wait
 from replay_helpers import assert_batch_matches, replay_config, window_rollout
 
 from memrl.replay import ChunkConfig, ChunkWriter, ReplayShard
@@ -30,19 +29,6 @@ def streams_of(writer_id: int) -> list[int]:
 
 
 ENV_OF_STREAM = {s: e for w in range(2) for e, s in enumerate(streams_of(w))}
-
-
-def kill_and_wait(handle) -> None:
-    """Kill a shard actor and wait until calls to it fail."""
-    ray.kill(handle, no_restart=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            ray.get(handle.stats.remote(), timeout=5)
-        except RayActorError:
-            return
-        time.sleep(0.05)
-    raise AssertionError("killed actor still answers")
 
 
 def read_checkpoint(directory, shard: int) -> tuple[pa.Table, int]:

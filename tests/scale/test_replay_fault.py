@@ -10,6 +10,8 @@ import pytest
 ray = pytest.importorskip("ray")
 torch = pytest.importorskip("torch")
 
+from ray_actors import kill_and_wait  # noqa: E402
+
 from memrl.rllib.r2d2 import r2d2_config  # noqa: E402
 
 TMAZE = dict(corridor_len=4, num_distractors=0, max_steps=20)
@@ -107,19 +109,6 @@ def _records(t: int, envs: int) -> dict:
     }
 
 
-def _wait_until_dead(actor, timeout_s: float = 30.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            ray.get(actor.stats.remote(), timeout=5)
-        except ray.exceptions.RayActorError:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"actor still answering {timeout_s} s after ray.kill")
-
-
 @pytest.mark.timeout(120)
 def test_shard_client_keeps_a_dead_shards_chunks_in_order_and_resends_them(ray_local):
     from memrl.replay import ChunkConfig, ChunkWriter, ReplayConfig
@@ -146,9 +135,7 @@ def test_shard_client_keeps_a_dead_shards_chunks_in_order_and_resends_them(ray_l
     assert [a[0] for a in acks] == [0] * 4 and sum(a[1] for a in acks) == 16
     assert client.drain_acks() == []
 
-    ray.kill(first, no_restart=True)
-    _wait_until_dead(first)  # ray.kill returns at once: a chunk sent before the kill took effect
-    # would be acked (seen once on a loaded machine)
+    kill_and_wait(first)
     later = [c for t in range(8, 16) for c in chunker.add(_records(t, 2))]  # 4 chunks
     client.add(later)  # no raise: kept for the restored shard (one dropped: buffer holds 3)
     client.flush()

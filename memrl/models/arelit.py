@@ -34,7 +34,8 @@ output is identical.) ``cos(omega_j n)`` is periodic in ``n`` (period ``2 (r - 1
 "authors", ``2 r`` for "uniform"), so the state keeps ``n`` modulo the period: a small integer,
 exact in any float dtype (bf16 replay included), that never grows with the episode.
 
-Training runs the log-depth parallel scan over the sequence; one step (``T == 1``) is a single
+Training runs ``linear_scan`` over the sequence (a step loop on the CPU, the log-depth
+parallel scan on CUDA); one step (``T == 1``) is a single
 update of fixed-size vectors, whatever the episode's length so far.
 """
 

@@ -3,8 +3,9 @@
 ReLiT and AReLiT share the layer structure and the scan; each has its own attention module
 (relit.py, arelit.py), following the authors' two code paths:
 
-* ``linear_scan``: the log-depth (odd-even) parallel scan of ``h_t = a_t * h_{t-1} + b_t``
-  that both cores use in training. A decay of exactly 0 (an episode start) cuts the carried-in
+* ``linear_scan``: ``h_t = a_t * h_{t-1} + b_t`` over a sequence, as a log-depth (odd-even)
+  parallel scan on CUDA and a step loop on the CPU (faster there), which both cores use in
+  training. A decay of exactly 0 (an episode start) cuts the carried-in
   contribution exactly, so nothing leaks across an episode boundary.
 * ``GatedFeatures``: AReLiT's learned outer-product feature map and its gates (the authors'
   ``AttentionORLiTLayer``: one fused projection per layer, orthogonal(sqrt 2) as one block). Per
@@ -115,25 +116,54 @@ def _odd_even_scan(decays: Sequence[Tensor], updates: Tensor) -> Tensor:
     return out
 
 
-def linear_scan(decays: Sequence[Tensor], updates: Tensor, initial: Tensor) -> Tensor:
+SCAN_METHODS = ("auto", "sequential", "parallel")
+
+
+def _sequential_scan(decays: Sequence[Tensor], updates: Tensor, initial: Tensor) -> Tensor:
+    """The recurrence one step at a time: T fused multiply-adds on [B, *S] slices.
+
+    The steps are taken by ``unbind`` (its backward is one stack), never by indexing ``[:, t]``,
+    whose backward fills a zero tensor of the whole sequence for every step.
+    """
+    factors = [a.unbind(1) for a in decays]
+    h, out = initial, []
+    for t, update in enumerate(updates.unbind(1)):
+        h = torch.addcmul(update, _product([f[t] for f in factors]), h)
+        out.append(h)
+    return torch.stack(out, dim=1)
+
+
+def linear_scan(
+    decays: Sequence[Tensor], updates: Tensor, initial: Tensor, method: str = "auto"
+) -> Tensor:
     """All states of ``h_t = (prod_f decays[f][:, t]) * h_{t-1} + updates[:, t]``, from ``initial``.
 
     Shapes: ``updates`` [B, T, *S]; ``initial`` [B, *S]; each ``decays[f]`` [B, T, *S'] with
     ``S'`` broadcastable to ``S`` (a factored decay, e.g. an outer product ``a (x) b`` passed as
-    ``[..., d, 1]`` and ``[..., 1, e]``, is never materialised at full size). Returns
-    [B, T, *S] with ``h_t`` at index ``t``; dtype follows type promotion of the inputs.
+    ``[..., d, 1]`` and ``[..., 1, e]``, is never materialised at full size over the sequence).
+    Returns [B, T, *S] with ``h_t`` at index ``t``; dtype follows type promotion of the inputs.
 
-    For ``T > 1`` this is a parallel scan with the associative operator
+    ``method``: ``"parallel"`` is a scan with the associative operator
     ``(a1, b1) . (a2, b2) = (a1 a2, a2 b1 + b2)`` (odd-even reduction: O(T) work, O(log T)
-    depth), with no division, so float32 stays as accurate as the step-by-step loop, and a decay
-    of exactly 0 removes everything before it exactly. For ``T == 1`` it is the single update,
-    so a per-step call does O(1) work whatever came before.
+    depth); ``"sequential"`` the step loop (T steps, a quarter of the parallel scan's memory
+    traffic); ``"auto"`` (default) the parallel scan on CUDA, where depth decides, and the loop
+    elsewhere: on the CPU the loop's forward + backward ran 4.4x faster at [64, 64, 4, 256]
+    (B, T, heads, AReLiT's features; 53 ms against 234 ms on 1 thread). Neither divides, so
+    float32 stays as accurate as the step-by-step loop, and a decay of exactly 0 removes
+    everything before it exactly. For ``T == 1`` both are the single update, so a per-step call
+    does O(1) work whatever came before.
     """
+    if method not in SCAN_METHODS:
+        raise ValueError(f"method must be one of {SCAN_METHODS}, got {method!r}")
+    if method == "auto":
+        method = "parallel" if updates.is_cuda else "sequential"
+    if updates.shape[1] == 1:  # acting: one update, whatever the method
+        return _product(decays) * initial.unsqueeze(1) + updates
+    if method == "sequential":
+        return _sequential_scan(decays, updates, initial)
     # Fold the carried-in state into the first update; then the scan starts from zero.
     first_u, rest_u = _split_steps(updates, 1)
     head = _product([_split_steps(a, 1)[0] for a in decays]) * initial.unsqueeze(1) + first_u
-    if updates.shape[1] == 1:
-        return head
     return _odd_even_scan(decays, torch.cat([head, rest_u], dim=1))
 
 

@@ -109,8 +109,8 @@ class ReLiTAttention(nn.Module):
     ``{"C": [B, H, d_h, F], "s": [B, H, F]}`` returns ([B, T, d_model], new state).
 
     ``chunk`` (steps): sequences of more than one step read ``C`` out chunk by chunk
-    (:mod:`memrl.models.relit_chunked`, ``C`` never materialised per step); None runs the
-    parallel scan over ``C`` instead (the reference the chunked form is tested against).
+    (:mod:`memrl.models.relit_chunked`, ``C`` never materialised per step); None runs
+    ``linear_scan`` over ``C`` instead (the reference the chunked form is tested against).
     """
 
     chunk: int | None = 16

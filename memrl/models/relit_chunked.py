@@ -1,6 +1,6 @@
 """ReLiT's matrix memory read out chunk by chunk, without materialising ``C`` for every step.
 
-The parallel scan (``linear_scan``) of ``C_t`` [B, T, H, d_h, F] materialises the memory of every
+The scan (``linear_scan``) of ``C_t`` [B, T, H, d_h, F] materialises the memory of every
 step, and its decay, update and scan intermediates, each ``T * d_h * F`` per head: at the
 authors' sizes the training cost is dominated by moving those tensors. Only the readout
 ``C_t phi(q_t)`` [B, T, H, d_h] is needed, so here ``C`` is carried step to step inside a chunk

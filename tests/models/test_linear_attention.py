@@ -27,8 +27,9 @@ def loop_scan(decays, updates, initial):
     return torch.stack(out, dim=1)
 
 
+@pytest.mark.parametrize("method", ["parallel", "sequential"])
 @pytest.mark.parametrize("steps", [1, 2, 3, 8, 37, 64])
-def test_parallel_scan_equals_loop_with_resets(steps):
+def test_scan_equals_loop_with_resets(steps, method):
     g = torch.Generator().manual_seed(steps)
     batch, rows, cols = 3, 4, 6
     left = torch.rand(batch, steps, rows, 1, generator=g, dtype=torch.float64)
@@ -41,10 +42,10 @@ def test_parallel_scan_equals_loop_with_resets(steps):
     updates = torch.randn(batch, steps, rows, cols, generator=g, dtype=torch.float64)
     initial = torch.randn(batch, rows, cols, generator=g, dtype=torch.float64)
     inputs = [x.requires_grad_() for x in (left, right, updates, initial)]
-    got = linear_scan([left, right], updates, initial)
+    got = linear_scan([left, right], updates, initial, method=method)
     want = loop_scan([left, right], updates, initial)
     torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
-    # Gradients too (the scan splits and reshapes instead of slicing: its own backward).
+    # Gradients too (both split, reshape and unbind instead of slicing: their own backward).
     weights = torch.randn(got.shape, generator=g, dtype=torch.float64)
     got_grads = torch.autograd.grad((got * weights).sum(), inputs)
     want_grads = torch.autograd.grad((want * weights).sum(), inputs)

@@ -1,4 +1,4 @@
-"""ReLiT's chunked readout equals the parallel scan over C, for every chunk size, in float64,
+"""ReLiT's chunked readout equals ``linear_scan`` over C, for every chunk size, in float64,
 with episode starts inside chunks; so do the gradients."""
 
 from __future__ import annotations

@@ -34,9 +34,9 @@ output is identical.) ``cos(omega_j n)`` is periodic in ``n`` (period ``2 (r - 1
 "authors", ``2 r`` for "uniform"), so the state keeps ``n`` modulo the period: a small integer,
 exact in any float dtype (bf16 replay included), that never grows with the episode.
 
-Training runs ``linear_scan`` over the sequence (a step loop on the CPU, the log-depth
-parallel scan on CUDA); one step (``T == 1``) is a single
-update of fixed-size vectors, whatever the episode's length so far.
+Training runs ``linear_scan`` over the sequence (a step loop on the CPU, the log-depth parallel
+scan on CUDA); one step (``T == 1``) is a single update of fixed-size vectors, whatever the
+episode's length so far.
 """
 
 from __future__ import annotations

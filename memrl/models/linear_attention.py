@@ -5,8 +5,8 @@ ReLiT and AReLiT share the layer structure and the scan; each has its own attent
 
 * ``linear_scan``: ``h_t = a_t * h_{t-1} + b_t`` over a sequence, as a log-depth (odd-even)
   parallel scan on CUDA and a step loop on the CPU (faster there), which both cores use in
-  training. A decay of exactly 0 (an episode start) cuts the carried-in
-  contribution exactly, so nothing leaks across an episode boundary.
+  training. A decay of exactly 0 (an episode start) cuts the carried-in contribution exactly,
+  so nothing leaks across an episode boundary.
 * ``GatedFeatures``: AReLiT's learned outer-product feature map and its gates (the authors'
   ``AttentionORLiTLayer``: one fused projection per layer, orthogonal(sqrt 2) as one block). Per
   head, with
@@ -148,10 +148,10 @@ def linear_scan(
     depth); ``"sequential"`` the step loop (T fused multiply-adds); ``"auto"`` (default) the
     parallel scan on CUDA, where depth decides, and the loop elsewhere: on the CPU the loop's
     forward + backward ran 4.4x faster at [64, 64, 4, 256] (B, T, heads, AReLiT's features; 53
-    ms against 234 ms on 1 thread). Neither divides, so
-    float32 stays as accurate as the step-by-step loop, and a decay of exactly 0 removes
-    everything before it exactly. For ``T == 1`` both are the single update, so a per-step call
-    does O(1) work whatever came before.
+    ms against 234 ms on 1 thread). Neither divides, so float32 stays as accurate as the
+    step-by-step loop, and a decay of exactly 0 removes everything before it exactly. For
+    ``T == 1`` both are the single update, so a per-step call does O(1) work whatever came
+    before.
     """
     if method not in SCAN_METHODS:
         raise ValueError(f"method must be one of {SCAN_METHODS}, got {method!r}")

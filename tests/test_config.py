@@ -186,6 +186,37 @@ def test_wrong_types_name_the_key_and_what_is_allowed(override, key, words):
     assert f"{key}:" in message and words in message
 
 
+def test_ppo_schedules_go_to_rllib_as_lists():
+    cfg = load_config(
+        "tmaze/gru",
+        ["ppo.lr=[[0, 1.0e-4], [40000, 1.0e-3]]", "ppo.entropy_coeff=[[0, 0.03], [1000, 0.0]]"],
+    )
+    kwargs = cfg.ppo.training_kwargs()
+    assert kwargs["lr"] == [[0, 1e-4], [40000, 1e-3]]
+    assert kwargs["entropy_coeff"] == [[0, 0.03], [1000, 0.0]]
+    assert load_config("tmaze/gru", ["ppo.lr=0.002"]).ppo.training_kwargs()["lr"] == 0.002
+
+
+@pytest.mark.parametrize(
+    ("override", "words"),
+    [
+        ("ppo.lr=[[10, 1.0e-3]]", "ppo.lr: Value error, lr: a schedule starts at env step 0"),
+        ("ppo.lr=[[0, 1.0e-3], [0, 1.0e-4]]", "ppo.lr: Value error, lr: schedule env steps must"),
+        ("ppo.lr=[[0, 0.0]]", "ppo.lr: Value error, lr must be > 0"),
+        ("ppo.lr=.nan", "ppo.lr: Value error, lr must be > 0"),
+        (
+            "ppo.entropy_coeff=[[0, -0.1]]",
+            "ppo.entropy_coeff: Value error, entropy_coeff must be >=",
+        ),
+        ("ppo.entropy_coeff=[]", "entropy_coeff: a schedule needs at least one"),
+    ],
+)
+def test_bad_ppo_schedules_name_the_key(override, words):
+    with pytest.raises(ConfigError) as err:
+        load_config("tmaze/gru", [override])
+    assert words in str(err.value)
+
+
 def test_minibatch_larger_than_batch_is_rejected():
     with pytest.raises(ConfigError, match="minibatch_size"):
         load_config("tmaze/gru", ["ppo.minibatch_size=4096", "ppo.train_batch_size_per_learner=64"])

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from memrl.config.section import Section
 
@@ -13,10 +14,35 @@ from memrl.config.section import Section
 SCHEDULE_KEYS = ("lr", "batch_size", "learning_starts", "updates_per_iteration")
 
 
-class PPOHyperparameters(Section):
-    """PPO settings, passed to ``PPOConfig.training``."""
+# A piecewise-linear schedule as RLlib takes it: [[env_steps, value], ...], starting at step 0,
+# held at the last value after the last point.
+Schedule = list[tuple[int, float]]
 
-    lr: float = Field(3e-4, gt=0, description="Adam learning rate")
+
+def check_schedule(name: str, value: float | Schedule, positive: bool) -> float | Schedule:
+    """``value`` (a number or a :data:`Schedule`) if every number is > 0 (``positive``) or >= 0,
+    and a schedule starts at env step 0 with increasing steps; else a ValueError naming ``name``."""
+    bound = "> 0" if positive else ">= 0"
+    points = [(0, value)] if isinstance(value, (int, float)) else value
+    if not points:
+        raise ValueError(f"{name}: a schedule needs at least one [env_steps, value] point")
+    if points[0][0] != 0:
+        raise ValueError(f"{name}: a schedule starts at env step 0, got {points[0][0]}")
+    steps = [t for t, _ in points]
+    if any(b <= a for a, b in zip(steps[:-1], steps[1:], strict=True)):
+        raise ValueError(f"{name}: schedule env steps must increase, got {steps}")
+    for _, v in points:
+        if not math.isfinite(v) or v < 0 or (positive and v == 0):
+            raise ValueError(f"{name} must be {bound}, got {v}")
+    return value
+
+
+class PPOHyperparameters(Section):
+    """PPO settings, passed to ``PPOConfig.training``. ``lr`` and ``entropy_coeff`` take a number
+    or a piecewise-linear schedule over env steps sampled, RLlib's format:
+    ``[[0, 1e-4], [40000, 1e-3]]`` (linear in between, the last value after the last point)."""
+
+    lr: float | Schedule = Field(3e-4, description="Adam learning rate (or a schedule)")
     gamma: float = Field(0.99, ge=0, le=1, description="discount factor")
     lambda_: float = Field(0.95, ge=0, le=1, alias="lambda", description="GAE lambda")
     clip_param: float = Field(0.2, gt=0, description="PPO ratio clip epsilon")
@@ -26,11 +52,18 @@ class PPOHyperparameters(Section):
     train_batch_size_per_learner: int = Field(
         2048, gt=0, description="env steps per iteration and learner"
     )
-    entropy_coeff: float = Field(0.01, ge=0, description="entropy bonus weight")
+    entropy_coeff: float | Schedule = Field(
+        0.01, description="entropy bonus weight (or a schedule)"
+    )
     vf_loss_coeff: float = Field(0.5, ge=0, description="value-loss weight")
     grad_clip: float | None = Field(0.5, gt=0, description="global grad-norm clip (null = off)")
     use_kl_loss: bool = Field(False, description="add RLlib's adaptive KL penalty")
     kl_coeff: float = Field(0.2, ge=0, description="initial KL penalty weight (use_kl_loss)")
+
+    @field_validator("lr", "entropy_coeff")
+    @classmethod
+    def _check_schedules(cls, value: float | Schedule, info: Any) -> float | Schedule:
+        return check_schedule(info.field_name, value, positive=info.field_name == "lr")
 
     @model_validator(mode="after")
     def _minibatch_fits(self) -> PPOHyperparameters:
@@ -42,8 +75,13 @@ class PPOHyperparameters(Section):
         return self
 
     def training_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``PPOConfig.training`` (RLlib spells GAE lambda ``lambda_``)."""
-        return self.model_dump(by_alias=False)
+        """Keyword arguments for ``PPOConfig.training`` (RLlib spells GAE lambda ``lambda_``;
+        a schedule goes as lists of [env_steps, value])."""
+        out = self.model_dump(by_alias=False)
+        for key in ("lr", "entropy_coeff"):
+            if isinstance(out[key], list):
+                out[key] = [list(point) for point in out[key]]
+        return out
 
 
 class R2D2Hyperparameters(Section):

@@ -94,6 +94,28 @@ def test_ppo_iteration_remote_env_runner_and_learner(ray_local) -> None:
     assert np.isfinite(result["learners"]["default_policy"]["total_loss"])
 
 
+def test_ppo_schedules_reach_the_learner(ray_local) -> None:
+    """lr and entropy_coeff as RLlib schedules over env steps: after 128 sampled steps the
+    learner runs at the schedules' last points, not their starts."""
+    result = _train_once(
+        env="memrl/TMaze-v0",
+        env_config={"corridor_len": 4, "max_steps": 12},
+        core="gru",
+        core_kwargs={"hidden_size": 8},
+        model={},
+        training=dict(
+            train_batch_size_per_learner=64,
+            minibatch_size=32,
+            num_epochs=1,
+            lr=[[0, 1e-3], [128, 1e-5]],
+            entropy_coeff=[[0, 0.1], [128, 0.0]],
+        ),
+    )
+    stats = result["learners"]["default_policy"]
+    assert stats["default_optimizer_learning_rate"] == pytest.approx(1e-5)
+    assert stats["curr_entropy_coeff"] == pytest.approx(0.0)
+
+
 @pytest.mark.gpu
 def test_ppo_iteration_learner_on_gpu(ray_local) -> None:
     """The learner (in the driver) trains on CUDA from the same CPU-sampled compact records."""

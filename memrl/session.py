@@ -94,6 +94,7 @@ def build_algorithm_config(cfg: TrainConfig, resources: ResolvedResources) -> An
         num_learners=resources.num_learners,
         num_gpus_per_learner=resources.num_gpus_per_learner,
         seed=cfg.seed,
+        compile_acting=cfg.model.compile_acting,
     )
 
 

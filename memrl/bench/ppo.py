@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 
 RLLIB_LSTM = "rllib-lstm"
 DEFAULT_CORES = (RLLIB_LSTM, "gru", "gtrxl", "arelit")
+# "<core>+compile": that core acting through torch.compile (model_config compile_acting).
+COMPILE_SUFFIX = "+compile"
 DEFAULT_ENV = "memrl/popgym-PositionOnlyCartPoleEasy-v0"
 # Hyperparameter names, whatever a core calls them (as in ``memrl bench cores``).
 WIDTH_ARGS = ("d_model", "hidden_size")
@@ -96,16 +98,28 @@ _MODULE_TO_ENV = "env_runners/module_to_env_connector/"
 _LEARNER_CONNECTOR = "learners/__all_modules__/learner_connector/"
 
 
+def core_of(name: str) -> str:
+    """The memrl core of a configuration name (``gtrxl+compile`` -> ``gtrxl``)."""
+    return name.removesuffix(COMPILE_SUFFIX)
+
+
 def parse_configs(text: str) -> list[str]:
-    """Comma-separated names: ``rllib-lstm``, memrl cores or ``mlp``; ValueError naming
-    ``--cores`` and the valid names otherwise."""
+    """Comma-separated names: ``rllib-lstm``, memrl cores or ``mlp``, a core with
+    ``+compile``; ValueError naming ``--cores`` and the valid names otherwise."""
     from memrl.models import CORES
 
     valid = [RLLIB_LSTM, *dict.fromkeys([*CORES, "mlp"])]
     names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in valid]
+    unknown = [
+        n
+        for n in names
+        if n not in valid and not (n.endswith(COMPILE_SUFFIX) and core_of(n) in CORES)
+    ]
     if not names or unknown:
-        raise ValueError(f"--cores: unknown or no names {unknown or text!r}; valid: {valid}")
+        raise ValueError(
+            f"--cores: unknown or no names {unknown or text!r}; valid: {valid}, or a core with "
+            f"{COMPILE_SUFFIX!r} (acting through torch.compile)"
+        )
     if len(set(names)) != len(names):
         raise ValueError(f"--cores names a configuration twice: {names}")
     return names
@@ -134,7 +148,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_argparse_type(parse_configs),
         default=list(DEFAULT_CORES),
         help=f"comma-separated configurations (default {','.join(DEFAULT_CORES)}; "
-        f"{RLLIB_LSTM} = RLlib's default LSTM PPO)",
+        f"{RLLIB_LSTM} = RLlib's default LSTM PPO; CORE{COMPILE_SUFFIX} = that core acting "
+        "through torch.compile)",
     )
     parser.add_argument("--env", default=DEFAULT_ENV, help=f"gymnasium id ({DEFAULT_ENV})")
     parser.add_argument("--env-config", type=_json_dict, default={}, help="env kwargs (JSON)")
@@ -238,7 +253,7 @@ def memrl_core_kwargs(core: str, settings: PPOBenchSettings) -> dict[str, Any]:
     of ``core`` under its own names, then the ``--core-kwargs`` overrides."""
     from memrl.models import core_class
 
-    params = core_class(core).hyperparameters()
+    params = core_class(core_of(core)).hyperparameters()
     kwargs: dict[str, Any] = {n: settings.d_model for n in WIDTH_ARGS if n in params}
     if "d_model" in params and "num_layers" in params:
         kwargs["num_layers"] = settings.num_layers
@@ -287,7 +302,7 @@ def build_config(name: str, settings: PPOBenchSettings):
         config = build_ppo_config(
             env=settings.env,
             env_config=settings.env_config,
-            core=name,
+            core=core_of(name),
             core_kwargs=memrl_core_kwargs(name, settings),
             model={},
             max_seq_len=settings.max_seq_len,
@@ -297,6 +312,7 @@ def build_config(name: str, settings: PPOBenchSettings):
             num_learners=0,
             num_gpus_per_learner=0,
             seed=settings.seed,
+            compile_acting=name.endswith(COMPILE_SUFFIX),
         )
     from memrl.bench.iteration_stats import iteration_mean_lookup
 

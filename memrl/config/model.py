@@ -114,3 +114,8 @@ class ModelConfig(Section):
     max_seq_len: int = Field(
         64, gt=0, description="steps per training sequence (truncated backprop length)"
     )
+    compile_acting: bool = Field(
+        False,
+        description="ppo: env runners act through torch.compile (compiled once per runner; "
+        "window cores then act without the K/V cache)",
+    )

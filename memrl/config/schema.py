@@ -55,6 +55,15 @@ class TrainConfig(Section):
         return value
 
     @model_validator(mode="after")
+    def _compile_acting_is_ppo_only(self) -> TrainConfig:
+        if self.model.compile_acting and self.algo != "ppo":
+            raise ValueError(
+                f"model.compile_acting: only algo 'ppo' acts through torch.compile; "
+                f"set it false for algo {self.algo!r}"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _offline_needs_data(self) -> TrainConfig:
         if self.algo == "qtransformer" and not self.data.path:
             raise ValueError(

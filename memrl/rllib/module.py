@@ -14,6 +14,13 @@
   the keys ``kv_keys``, ``kv_values``, ``kv_version`` (prefixed like the state). Episodes still
   store only the per-step slice (``state_spec`` does not list the cache) and training is
   unchanged; a weight sync makes every cached row stale, and it is rebuilt from the window.
+* ``compile_acting`` (default False): the one-step acting forward (encoders, cores, policy head)
+  runs through ``torch.compile`` (``compile_backend``, default ``"inductor"``), one graph per
+  batch size, compiled on the first acting call of each process (seconds to a minute; inductor
+  needs a C++ compiler on the CPU). Window cores then act without the K/V cache (its Python-side
+  buffers stay outside a graph): the compiled uncached step is the faster of the two at small
+  batches, where the cost is the number of ops, not their size. Weights are graph inputs, so a
+  weight sync needs no recompile. If compiling fails, the module logs why and acts eagerly.
 
 Batches of a stateful module carry ``OBS [B, T, ...]``, ``first [B, T]`` bool (True at an
 episode's first step; the core resets its state there) and ``STATE_IN`` (the flat state dict at
@@ -24,6 +31,7 @@ keys get the prefixes ``pi/`` and ``vf/``.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -41,6 +49,8 @@ from memrl.rllib.heads import PolicyHead
 
 # Batch column: [B, T] bool, True where an episode starts.
 FIRST = "first"
+
+logger = logging.getLogger(__name__)
 
 
 class Branch(nn.Module):
@@ -109,7 +119,10 @@ class MemoryActorCritic(TorchRLModule, ValueFunctionAPI):
         self._prefixes = (
             {"pi": "", "vf": None} if self.vf_branch is None else {"pi": "pi/", "vf": "vf/"}
         )
-        use_cache = bool(cfg.get("kv_cache", True))
+        self._compile_acting = bool(cfg.get("compile_acting", False))
+        self._compile_backend = str(cfg.get("compile_backend", "inductor"))
+        self._compiled_acting: Any = None  # built on the first acting call
+        use_cache = bool(cfg.get("kv_cache", True)) and not self._compile_acting
         self._cached = {
             prefix: use_cache and branch.stateful and supports_kv_cache(branch.core)
             for prefix, branch in self._branches()
@@ -195,11 +208,35 @@ class MemoryActorCritic(TorchRLModule, ValueFunctionAPI):
 
     def _forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         with torch.inference_mode():
-            return self._forward(batch, acting=True, **kwargs)
+            return self._forward_acting(batch, **kwargs)
 
     def _forward_exploration(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         with torch.inference_mode():
-            return self._forward(batch, acting=True, **kwargs)
+            return self._forward_acting(batch, **kwargs)
+
+    def _forward_acting(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        # kwargs (the env runner's ``t``) do not change the forward pass: not traced.
+        if not self._compile_acting:
+            return self._forward(batch, acting=True)
+        if self._compiled_acting is None:
+            try:  # the first call compiles
+                self._compiled_acting = torch.compile(
+                    self._forward_one_step, dynamic=False, backend=self._compile_backend
+                )
+                return self._compiled_acting(batch)
+            except Exception as err:  # noqa: BLE001 - any compiler failure: act eagerly
+                logger.warning(
+                    "compile_acting: torch.compile (backend %r) failed, acting eagerly: %s: %s",
+                    self._compile_backend,
+                    type(err).__name__,
+                    err,
+                )
+                self._compile_acting = False
+                return self._forward(batch, acting=True)
+        return self._compiled_acting(batch)
+
+    def _forward_one_step(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return self._forward(batch, acting=True)
 
     def _forward(
         self, batch: dict[str, Any], acting: bool = False, **kwargs: Any

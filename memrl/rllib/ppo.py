@@ -53,6 +53,7 @@ def build_ppo_config(
     num_learners: int,
     num_gpus_per_learner: float,
     seed: int | None,
+    compile_acting: bool = False,
 ) -> PPOConfig:
     """A PPOConfig (new API stack) training ``MemoryActorCritic`` over ``core`` on ``env``.
 
@@ -70,6 +71,8 @@ def build_ppo_config(
             grad_clip, ...).
         num_env_runners, num_envs_per_env_runner, num_learners, num_gpus_per_learner: scale.
         seed: base seed of env runners and learners (None: unseeded).
+        compile_acting: the env runners act through ``torch.compile`` (see
+            :mod:`memrl.rllib.module`).
 
     Raises:
         ValueError: an unknown core, model key or training key (listing the valid ones), or a
@@ -121,6 +124,7 @@ def build_ppo_config(
                     "core_kwargs": dict(core_kwargs),
                     "model": dict(model),
                     "max_seq_len": max_seq_len,
+                    "compile_acting": bool(compile_acting),
                 },
             )
         )

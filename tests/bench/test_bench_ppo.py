@@ -124,6 +124,17 @@ def test_bad_settings_name_the_flag(overrides, match):
 def test_unknown_core_lists_the_valid_names():
     with pytest.raises(ValueError, match="rllib-lstm"):
         bench.parse_configs("gru,nope")
+    with pytest.raises(ValueError, match=r"\+compile"):
+        bench.parse_configs("gru,nope+compile")
+
+
+def test_compile_configuration_is_the_core_acting_compiled():
+    s = bench.PPOBenchSettings.from_args(_args(cores=["gtrxl", "gtrxl+compile"]))
+    assert bench.memrl_core_kwargs("gtrxl+compile", s) == bench.memrl_core_kwargs("gtrxl", s)
+    for name, compiled in (("gtrxl", False), ("gtrxl+compile", True)):
+        model_config = bench.build_config(name, s).rl_module_spec.model_config
+        assert model_config["core"] == "gtrxl"
+        assert model_config["compile_acting"] is compiled
 
 
 def test_breakdown_scales_per_call_timers():

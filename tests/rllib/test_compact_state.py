@@ -11,6 +11,8 @@ starts. Observations carry (episode tag, step) so that chunks are matched to ste
 from __future__ import annotations
 
 import itertools
+import shutil
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -72,7 +74,7 @@ class RecordingActorCritic(MemoryActorCritic):
         return out
 
 
-def _config(core: str, shared_core: bool = True, kv_cache: bool = True):
+def _config(core: str, shared_core: bool = True, kv_cache: bool = True, **acting: Any):
     config = build_ppo_config(
         env=ENV_ID,
         env_config={},
@@ -87,7 +89,7 @@ def _config(core: str, shared_core: bool = True, kv_cache: bool = True):
         num_gpus_per_learner=0,
         seed=3,
     )
-    model_config = {**config.rl_module_spec.model_config, "kv_cache": kv_cache}
+    model_config = {**config.rl_module_spec.model_config, "kv_cache": kv_cache, **acting}
     spec = RLModuleSpec(module_class=RecordingActorCritic, model_config=model_config)
     return config.rl_module(rl_module_spec=spec)
 
@@ -260,43 +262,74 @@ def test_env_runner_rebuilds_lost_state_from_records(core: str) -> None:
     assert checked > 0
 
 
+def _acting_steps(core: str, **acting: Any) -> dict:
+    """(tag, step) -> (action, logits, record) of 3 sample batches from one env runner, with
+    new weights set mid-episode before the third, as the algorithm's weight sync sets them."""
+    torch.manual_seed(0)
+    CounterEnv._tags = itertools.count(1)  # the tag is observed: same inputs in every run
+    runner = SingleAgentEnvRunner(config=_config(core, **acting))
+    steps: dict = {}
+    for i in range(3):
+        if i == 2:
+            torch.manual_seed(5)
+            state = runner.module.get_state()
+            runner.module.set_state(
+                {
+                    k: v + 0.1 * np.random.default_rng(5).normal(size=np.shape(v))
+                    for k, v in state.items()
+                }
+            )
+        for ep in runner.sample(num_timesteps=SAMPLE_STEPS * 2, random_actions=False):
+            obs = ep.get_observations(slice(0, len(ep)))
+            acts = ep.get_actions(slice(0, len(ep)))
+            records = ep.get_extra_model_outputs(Columns.STATE_OUT, slice(0, len(ep)))
+            logits = ep.get_extra_model_outputs(Columns.ACTION_DIST_INPUTS, slice(0, len(ep)))
+            for j in range(len(ep)):
+                steps[(int(obs[j][0]), int(obs[j][1]))] = (
+                    int(acts[j]),
+                    np.asarray(logits[j]),
+                    {k: np.asarray(v[j]) for k, v in records.items()},
+                )
+    return steps
+
+
+def _assert_same_acting(got: dict, want: dict) -> None:
+    assert set(got) == set(want) and len(want) > 40
+    for key, (action, logits, record) in want.items():
+        g_action, g_logits, g_record = got[key]
+        assert g_action == action
+        np.testing.assert_allclose(g_logits, logits, atol=1e-5)
+        assert set(g_record) == set(record)
+        for field, value in record.items():
+            np.testing.assert_allclose(g_record[field], value, atol=1e-5)
+
+
 @pytest.mark.parametrize("core", WINDOW_CORES)
 def test_kv_cache_acting_equals_uncached_acting(core: str) -> None:
     """Same seeds, cache on and off: the same actions, records and STATE_IN at every step,
     across episode starts and sample batches, and after a weight sync mid-episode."""
-    runs = []
-    for kv_cache in (True, False):
-        torch.manual_seed(0)
-        CounterEnv._tags = itertools.count(1)  # the tag is observed: same inputs in both runs
-        runner = SingleAgentEnvRunner(config=_config(core, kv_cache=kv_cache))
-        steps: dict = {}
-        for i in range(3):
-            if i == 2:  # new weights mid-episode, as the algorithm's weight sync sets them
-                torch.manual_seed(5)
-                state = runner.module.get_state()
-                runner.module.set_state(
-                    {
-                        k: v + 0.1 * np.random.default_rng(5).normal(size=np.shape(v))
-                        for k, v in state.items()
-                    }
-                )
-            for ep in runner.sample(num_timesteps=SAMPLE_STEPS * 2, random_actions=False):
-                obs = ep.get_observations(slice(0, len(ep)))
-                acts = ep.get_actions(slice(0, len(ep)))
-                records = ep.get_extra_model_outputs(Columns.STATE_OUT, slice(0, len(ep)))
-                logits = ep.get_extra_model_outputs(Columns.ACTION_DIST_INPUTS, slice(0, len(ep)))
-                for j in range(len(ep)):
-                    steps[(int(obs[j][0]), int(obs[j][1]))] = (
-                        int(acts[j]),
-                        np.asarray(logits[j]),
-                        {k: np.asarray(v[j]) for k, v in records.items()},
-                    )
-        runs.append(steps)
-    cached, plain = runs
-    assert set(cached) == set(plain) and len(cached) > 40
-    for key, (action, logits, record) in plain.items():
-        c_action, c_logits, c_record = cached[key]
-        assert c_action == action
-        np.testing.assert_allclose(c_logits, logits, atol=1e-5)
-        for field, value in record.items():
-            np.testing.assert_allclose(c_record[field], value, atol=1e-5)
+    _assert_same_acting(_acting_steps(core, kv_cache=True), _acting_steps(core, kv_cache=False))
+
+
+@pytest.mark.parametrize(
+    ("core", "backend"),
+    [("gru", "aot_eager"), ("arelit", "aot_eager"), ("gtrxl", "aot_eager"), ("gtrxl", "inductor")],
+)
+def test_compiled_acting_equals_eager_acting(core: str, backend: str, caplog) -> None:
+    """``compile_acting``: the compiled one-step forward acts as the eager one, across episode
+    starts and sample batches, and after a weight sync mid-episode (weights are graph inputs,
+    not constants baked into the graph)."""
+    if backend == "inductor" and not (shutil.which("g++") or shutil.which("clang++")):
+        pytest.skip("inductor on the CPU needs a C++ compiler")
+    torch._dynamo.reset()
+    with caplog.at_level("WARNING", logger="memrl.rllib.module"):
+        compiled = _acting_steps(core, compile_acting=True, compile_backend=backend)
+    assert "compile_acting" not in caplog.text  # compiled, not the eager fallback
+    _assert_same_acting(compiled, _acting_steps(core, kv_cache=False))
+
+
+def test_compiled_acting_falls_back_to_eager_with_a_warning(caplog) -> None:
+    with caplog.at_level("WARNING", logger="memrl.rllib.module"):
+        steps = _acting_steps("gru", compile_acting=True, compile_backend="no-such-backend")
+    _assert_same_acting(steps, _acting_steps("gru"))
+    assert "compile_acting" in caplog.text and "no-such-backend" in caplog.text

@@ -216,13 +216,12 @@ class MemoryActorCritic(TorchRLModule, ValueFunctionAPI):
 
     def _forward_acting(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         # kwargs (the env runner's ``t``) do not change the forward pass: not traced.
-        if not self._compile_acting:
-            return self._forward(batch, acting=True)
-        if self._compiled_acting is None:
-            try:  # the first call compiles
-                self._compiled_acting = torch.compile(
-                    self._forward_one_step, dynamic=False, backend=self._compile_backend
-                )
+        if self._compile_acting:
+            try:  # compiles on the first call (and for each new batch size)
+                if self._compiled_acting is None:
+                    self._compiled_acting = torch.compile(
+                        self._forward_one_step, dynamic=False, backend=self._compile_backend
+                    )
                 return self._compiled_acting(batch)
             except Exception as err:  # noqa: BLE001 - any compiler failure: act eagerly
                 logger.warning(
@@ -232,8 +231,7 @@ class MemoryActorCritic(TorchRLModule, ValueFunctionAPI):
                     err,
                 )
                 self._compile_acting = False
-                return self._forward(batch, acting=True)
-        return self._compiled_acting(batch)
+        return self._forward(batch, acting=True)
 
     def _forward_one_step(self, batch: dict[str, Any]) -> dict[str, Any]:
         return self._forward(batch, acting=True)

@@ -26,6 +26,12 @@ The time breakdown per iteration comes from RLlib's own timers in the result dic
   epochs of minibatch forward + backward + optimizer steps);
 * ``weight_sync_s``: ``timers/synch_weights``; ``iteration_s``: ``timers/training_iteration``.
 
+Beside the times, ``train_mflop_per_step`` is the learner module's forward + backward FLOPs per
+timestep of a ``max_seq_len`` sequence (:mod:`memrl.bench.flops`: matrix products and attention
+only) and ``learner_gflop_per_s`` those FLOPs over every epoch's timesteps divided by
+``learner_fwd_bwd_s``: a slow learner doing more arithmetic shows a high first figure, one doing
+it inefficiently a low second one.
+
 RLlib smooths these timers with an EMA of coefficient 0.01, which after a slow first iteration
 stays wrong for hundreds of iterations; the bench therefore registers, for both RLlib and memrl
 alike, a stats class under RLlib's ``"ema"`` name that reports the plain mean of the values
@@ -84,6 +90,8 @@ COLUMNS = (
     "vs_rllib_lstm",
     "vs_gru",
     *BREAKDOWN,
+    "train_mflop_per_step",
+    "learner_gflop_per_s",
 )
 
 # Connector piece timer names (RLlib: the snake-case class name) that handle recurrent state.
@@ -376,11 +384,15 @@ def _median(values: list[float | None]) -> float | None:
 
 
 def summarize(
-    iterations: Mapping[str, list[dict[str, Any]]], params: Mapping[str, int]
+    iterations: Mapping[str, list[dict[str, Any]]],
+    params: Mapping[str, int],
+    flops: Mapping[str, float],
+    epochs: int,
 ) -> list[dict[str, Any]]:
     """One row per configuration: median env steps/s over the rounds, its min and max, the
-    median of the per-round ratios to ``rllib-lstm`` and ``gru`` (same round), and the median
-    breakdown."""
+    median of the per-round ratios to ``rllib-lstm`` and ``gru`` (same round), the median
+    breakdown, and the learner's FLOPs (``flops``: per timestep of one forward + backward;
+    ``epochs`` passes over each iteration's env steps)."""
     rows = []
     for name, records in iterations.items():
         rates = [r["env_steps_per_s"] for r in records]
@@ -405,6 +417,16 @@ def summarize(
         }
         for field in BREAKDOWN:
             row[field] = _median([r["breakdown"][field] for r in records])
+        row["train_mflop_per_step"] = flops[name] / 1e6
+        # Per round: that round's env steps over its own learner time, then the median.
+        row["learner_gflop_per_s"] = _median(
+            [
+                flops[name] * epochs * r["env_steps"] / r["breakdown"]["learner_fwd_bwd_s"] / 1e9
+                if r["breakdown"]["learner_fwd_bwd_s"]
+                else None
+                for r in records
+            ]
+        )
         rows.append(row)
     return rows
 
@@ -414,11 +436,16 @@ def _ray_cpus(settings: PPOBenchSettings) -> int:
     return max(2, len(settings.configs) * max(1, settings.num_env_runners) + 1)
 
 
-def measure(settings: PPOBenchSettings) -> tuple[dict[str, list[dict[str, Any]]], dict[str, int]]:
+def measure(
+    settings: PPOBenchSettings,
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, int], dict[str, float]]:
     """Build every configuration, warm each up, then ``rounds`` interleaved timed iterations.
 
-    Returns per-configuration iteration records and trainable parameter counts."""
+    Returns per-configuration iteration records, trainable parameter counts and the learner's
+    training FLOPs per timestep."""
     import ray
+
+    from memrl.bench.flops import learner_train_flops_per_timestep
 
     own_ray = not ray.is_initialized()
     if own_ray:
@@ -432,6 +459,10 @@ def measure(settings: PPOBenchSettings) -> tuple[dict[str, list[dict[str, Any]]]
             algos[name] = build_config(name, settings).build_algo()
         params = {
             name: sum(p.numel() for p in algo.get_module().parameters() if p.requires_grad)
+            for name, algo in algos.items()
+        }
+        flops = {
+            name: learner_train_flops_per_timestep(algo, settings.max_seq_len)
             for name, algo in algos.items()
         }
         last = {}
@@ -462,7 +493,7 @@ def measure(settings: PPOBenchSettings) -> tuple[dict[str, list[dict[str, Any]]]
                 }
                 iterations[name].append(record)
                 log.info("round %d %s: %.0f env steps/s", round_index, name, steps / wall)
-        return iterations, params
+        return iterations, params, flops
     finally:
         for algo in algos.values():
             algo.stop()
@@ -488,7 +519,10 @@ def notes(settings: PPOBenchSettings, rows: list[dict[str, Any]]) -> str:
         + "; ".join(f"{k} {v}" for k, v in kwargs.items()),
         "env_steps_per_s: median over the timed rounds (min, max beside it); vs_*: median of "
         "the per-round ratios. Breakdown: seconds per iteration, medians over the rounds; the "
-        "env-runner figures are one runner's (runners run in parallel), see memrl/bench/ppo.py.",
+        "env-runner figures are one runner's (runners run in parallel), see memrl/bench/ppo.py. "
+        "train_mflop_per_step: the learner module's forward + backward FLOPs per timestep "
+        "(torch FlopCounterMode: matrix products and attention, no elementwise work); "
+        "learner_gflop_per_s: those FLOPs x epochs x env steps / learner_fwd_bwd_s.",
     ]
     return "\n\n".join(lines)
 
@@ -496,8 +530,8 @@ def notes(settings: PPOBenchSettings, rows: list[dict[str, Any]]) -> str:
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Measure and write ``args.out`` (JSON: settings, rows, iterations) and its table."""
     settings = PPOBenchSettings.from_args(args)
-    iterations, params = measure(settings)
-    rows = summarize(iterations, params)
+    iterations, params, flops = measure(settings)
+    rows = summarize(iterations, params, flops, settings.epochs)
     payload = {"settings": asdict(settings), "rows": rows, "iterations": iterations}
     text = notes(settings, rows)
     write_report(args.out, payload, rows, COLUMNS, notes=text)

@@ -73,6 +73,15 @@ def test_json_rows_iterations_and_breakdown(tiny_run):
         assert parts <= row["sample_s"] * 1.05
         records = payload["iterations"][name]
         assert len(records) == 1 and records[0]["env_steps"] >= 64
+        # The learner's FLOPs per timestep, and its rate over the one round's learner time.
+        assert row["train_mflop_per_step"] > 0
+        assert row["learner_gflop_per_s"] == pytest.approx(
+            row["train_mflop_per_step"]
+            * 1e6
+            * records[0]["env_steps"]
+            / row["learner_fwd_bwd_s"]
+            / 1e9
+        )
     assert rows["rllib-lstm"]["vs_rllib_lstm"] == pytest.approx(1.0)
     assert rows["gru"]["vs_gru"] == pytest.approx(1.0)
     assert rows["gru"]["vs_rllib_lstm"] == pytest.approx(

@@ -69,7 +69,13 @@ class ReLiTFeatures(nn.Module):
     """
 
     def __init__(
-        self, d_model: int, num_heads: int, d_head: int, nu: int, feature_map: str
+        self,
+        d_model: int,
+        num_heads: int,
+        d_head: int,
+        nu: int,
+        feature_map: str,
+        write_gate_bias: float = 0.0,
     ) -> None:
         super().__init__()
         self.num_heads, self.d_head, self.nu = num_heads, d_head, nu
@@ -85,6 +91,11 @@ class ReLiTFeatures(nn.Module):
                 orthogonal_blocks_(self.second_weight[h, :d_head], d_head)
                 orthogonal_blocks_(self.second_weight[h, d_head:], nu)
             nn.init.zeros_(self.first.bias)
+            # Initial bias of the g logits (each head's 4th d_h rows; gamma = sigmoid(g) (x)
+            # sigmoid(p3)): negative makes gamma small, so C and s keep what they hold at init.
+            # Not beta's: the readout C phi(q) / s phi(q) scales with beta (C holds beta, s not).
+            bias = self.first.bias.view(num_heads, 5 * d_head + 2 * nu)
+            bias[:, 3 * d_head : 4 * d_head].fill_(write_gate_bias)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         batch, steps, _ = x.shape
@@ -124,9 +135,10 @@ class ReLiTAttention(nn.Module):
         eps: float,
         update_rule: str,
         feature_map: str,
+        write_gate_bias: float = 0.0,
     ) -> None:
         super().__init__()
-        self.features = ReLiTFeatures(d_model, num_heads, d_head, nu, feature_map)
+        self.features = ReLiTFeatures(d_model, num_heads, d_head, nu, feature_map, write_gate_bias)
         self.project = orthogonal_(nn.Linear(num_heads * d_head, d_model))
         self.eps, self.update_rule = eps, update_rule
 
@@ -200,9 +212,13 @@ class ReLiTCore(LinearTransformerCore):
     choice first; as GTrXL's ``gate_bias``).
     ``eps=1e-5`` is the normaliser guard of the authors' AReLiT layer (their ReLiT used 1e-10;
     1e-5 keeps float32 and bf16 away from a ~0 denominator).
+    ``write_gate_bias`` is the initial bias of the g logits, gamma's ``d_h`` factor (the
+    authors': 0). Negative starts with small writes that decay slowly, as AReLiT's option does:
+    33 steps after a write about 1% of it is left in C at 0 and about 70% at -4. Unlike AReLiT's
+    option it leaves beta alone, which would shrink the readout (C holds beta, s does not).
 
-    Raises ValueError for a non-positive size or ``eps``, or an unknown ``update_rule`` or
-    ``feature_map``.
+    Raises ValueError for a non-positive size or ``eps``, an unknown ``update_rule`` or
+    ``feature_map``, or a ``write_gate_bias`` that is not a number.
     """
 
     name = "relit"
@@ -223,11 +239,15 @@ class ReLiTCore(LinearTransformerCore):
         eps: float = 1e-5,
         update_rule: str = "projected_sigmoid",
         feature_map: str = "elu1",
+        write_gate_bias: float = 0.0,
     ) -> None:
         if update_rule not in UPDATE_RULES:
             raise ValueError(f"update_rule must be one of {UPDATE_RULES}, got {update_rule!r}")
         feature_activation(feature_map)  # validate before building
+        if isinstance(write_gate_bias, bool) or not isinstance(write_gate_bias, (int, float)):
+            raise ValueError(f"write_gate_bias must be a number, got {write_gate_bias!r}")
         self.update_rule, self.feature_map = update_rule, feature_map
+        self.write_gate_bias = float(write_gate_bias)
         super().__init__(
             input_dim,
             d_model=d_model,
@@ -249,6 +269,7 @@ class ReLiTCore(LinearTransformerCore):
             self.eps,
             self.update_rule,
             self.feature_map,
+            self.write_gate_bias,
         )
 
     def state_spec(self) -> dict[str, StateSpec]:

@@ -191,10 +191,21 @@ class Settings:
         )
 
 
+def scaled_ff(params: dict[str, Any], d_model: int) -> dict[str, int]:
+    """``{"d_ff": ...}`` at the core's default ratio of ``d_ff`` to ``d_model`` (GTrXL's 512 to
+    128: 4x, AReLiT's 128 to 128: 1x), so that a width scales the whole block as the defaults
+    do; ``{}`` for a core without both."""
+    default_ff, default_width = params.get("d_ff"), params.get("d_model")
+    if not isinstance(default_ff, int) or not isinstance(default_width, int):
+        return {}
+    return {"d_ff": max(1, round(default_ff * d_model / default_width))}
+
+
 def core_kwargs(cls: type[MemoryCore], d_model: int, num_layers: int, context: int) -> dict:
-    """Width, depth and context under whatever names ``cls`` uses; other args keep defaults."""
+    """Width (``d_ff`` scaled with it: ``scaled_ff``), depth and context under whatever names
+    ``cls`` uses; other args keep defaults."""
     params = cls.hyperparameters()
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = scaled_ff(params, d_model)
     for name in WIDTH_ARGS:
         if name in params:
             kwargs[name] = d_model

@@ -257,12 +257,15 @@ class PPOBenchSettings:
 
 
 def memrl_core_kwargs(core: str, settings: PPOBenchSettings) -> dict[str, Any]:
-    """Width (all), depth (cores whose width is ``d_model``; the RNNs keep one layer) and window
-    of ``core`` under its own names, then the ``--core-kwargs`` overrides."""
+    """Width (all; ``d_ff`` at the core's default ratio to ``d_model``), depth (cores whose width
+    is ``d_model``; the RNNs keep one layer) and window of ``core`` under its own names, then
+    the ``--core-kwargs`` overrides."""
+    from memrl.bench.cores import scaled_ff
     from memrl.models import core_class
 
     params = core_class(core_of(core)).hyperparameters()
-    kwargs: dict[str, Any] = {n: settings.d_model for n in WIDTH_ARGS if n in params}
+    kwargs: dict[str, Any] = scaled_ff(params, settings.d_model)
+    kwargs.update({n: settings.d_model for n in WIDTH_ARGS if n in params})
     if "d_model" in params and "num_layers" in params:
         kwargs["num_layers"] = settings.num_layers
     kwargs.update({n: settings.memory_len for n in CONTEXT_ARGS if n in params})

@@ -189,3 +189,16 @@ def test_cached_window_row(tmp_path):
         # window (layers*M*d fp32 + M mask bytes) plus K/V (2*layers*M*d fp32) and a version.
         assert cached["state_bytes"] - plain["state_bytes"] == 2 * 1 * c * 16 * 4 + 8
     assert "cached GTrXL memory_len=" in out.with_suffix(".md").read_text()
+
+
+def test_width_scales_d_ff_at_the_core_default_ratio():
+    from memrl.bench.cores import core_kwargs
+    from memrl.models import core_class
+
+    gtrxl, arelit, gru = (core_class(n) for n in ("gtrxl", "arelit", "gru"))
+    assert core_kwargs(gtrxl, 64, 2, 32)["d_ff"] == 256  # defaults 512 / 128
+    assert core_kwargs(gtrxl, 512, 2, 32)["d_ff"] == 2048
+    assert core_kwargs(arelit, 64, 2, 32)["d_ff"] == 64  # defaults 128 / 128
+    # At the default width the defaults stand; a core without d_ff gets none.
+    assert core_kwargs(gtrxl, 128, 4, 64)["d_ff"] == gtrxl.hyperparameters()["d_ff"]
+    assert "d_ff" not in core_kwargs(gru, 64, 1, 32)

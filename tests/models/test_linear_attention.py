@@ -27,6 +27,36 @@ def loop_scan(decays, updates, initial):
     return torch.stack(out, dim=1)
 
 
+@pytest.mark.parametrize("decay_shape", ["full", "broadcast"])
+@pytest.mark.parametrize("steps", [2, 3, 17])
+def test_one_factor_scan_has_the_loop_gradients(steps, decay_shape):
+    """One decay factor takes the hand-written backward (``_LoopScan``): values and gradients
+    of every input equal autograd's over the plain loop, with a broadcast decay, resets and
+    a carried-in state."""
+    g = torch.Generator().manual_seed(steps)
+    batch, rows, cols = 3, 4, 5
+    cols_a = cols if decay_shape == "full" else 1
+    decay = torch.rand(batch, steps, rows, cols_a, generator=g, dtype=torch.float64)
+    decay[1, steps // 2] = 0.0  # an episode start
+    updates = torch.randn(batch, steps, rows, cols, generator=g, dtype=torch.float64)
+    initial = torch.randn(batch, rows, cols, generator=g, dtype=torch.float64)
+    inputs = [x.requires_grad_() for x in (decay, updates, initial)]
+    got = linear_scan([decay], updates, initial, method="sequential")
+    want = loop_scan([decay], updates, initial)
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
+    weights = torch.randn(got.shape, generator=g, dtype=torch.float64)
+    got_grads = torch.autograd.grad((got * weights).sum(), inputs)
+    want_grads = torch.autograd.grad((want * weights).sum(), inputs)
+    for mine, loop in zip(got_grads, want_grads, strict=True):
+        assert mine.shape == loop.shape
+        torch.testing.assert_close(mine, loop, atol=1e-12, rtol=0)
+    # Only what needs a gradient gets one; dtypes promote as the loop's would.
+    half = linear_scan([decay.detach().float()], updates, initial.detach())
+    assert half.dtype == torch.float64
+    (grad,) = torch.autograd.grad(half.sum(), [updates])
+    assert grad.shape == updates.shape
+
+
 @pytest.mark.parametrize("method", ["parallel", "sequential"])
 @pytest.mark.parametrize("steps", [1, 2, 3, 8, 37, 64])
 def test_scan_equals_loop_with_resets(steps, method):

@@ -36,8 +36,13 @@ def _chunk_steps(
 ) -> tuple[Tensor, Tensor]:
     """Steps of one chunk: (readouts [B, C, H, d_h], memory after the chunk [B, H, d_h, F])."""
     outs = []
+    # Which steps start an episode in some row, found once (on the CPU; a CUDA device would have
+    # to sync): other steps skip the full-size multiply by keep.
+    cuts = None if keep.is_cuda else (keep == 0).any(dim=0).tolist()
     for t in range(key.shape[1]):
-        kept = memory * keep[:, t, None, None, None]  # [B, 1, 1, 1]: 0 at an episode start
+        if cuts is None or cuts[t]:
+            memory = memory * keep[:, t, None, None, None]  # [B, 1, 1, 1]: 0 at an episode start
+        kept = memory
         if rule == "projected_sigmoid":
             write = beta[:, t, :, :, None] * gamma[:, t, :, None, :]  # beta (x) gamma
             update = value[:, t, :, :, None] * key[:, t, :, None, :]  # v (x) phi(k)
@@ -46,7 +51,9 @@ def _chunk_steps(
             decay = (1 - beta[:, t, :, :, None]) * (1 - gamma[:, t, :, None, :])
             update = (beta[:, t] * value[:, t])[..., None] * (gamma[:, t] * key[:, t])[..., None, :]
             memory = torch.addcmul(update, decay, kept)
-        outs.append((memory @ query[:, t, :, :, None].to(memory.dtype)).squeeze(-1))
+        # C phi(q) as a product and a sum: a batched matrix-vector bmm ran ~1.8x slower on the
+        # CPU at [64, 4, 64, 128] (forward; backward ~1.1-1.5x).
+        outs.append((memory * query[:, t, :, None, :].to(memory.dtype)).sum(-1))
     return torch.stack(outs, dim=1), memory
 
 

@@ -54,6 +54,7 @@ from memrl.models.linear_attention import (
     LinearTransformerCore,
     feature_activation,
     linear_scan,
+    write_gate_bias_value,
 )
 
 OMEGAS = ("authors", "uniform")
@@ -179,9 +180,7 @@ class AReLiTCore(LinearTransformerCore):
         feature_map: str = "elu1",
         write_gate_bias: float = 0.0,
     ) -> None:
-        if isinstance(write_gate_bias, bool) or not isinstance(write_gate_bias, (int, float)):
-            raise ValueError(f"write_gate_bias must be a number, got {write_gate_bias!r}")
-        self.write_gate_bias = float(write_gate_bias)
+        self.write_gate_bias = write_gate_bias_value(write_gate_bias)
         if not isinstance(embedding_relu, bool):
             raise ValueError(f"embedding_relu must be True or False, got {embedding_relu!r}")
         feature_activation(feature_map)  # validate before building

@@ -68,6 +68,13 @@ def feature_activation(name: str):
     return FEATURE_MAPS[name]
 
 
+def write_gate_bias_value(value: object) -> float:
+    """``value`` as a float; ValueError naming ``write_gate_bias`` when it is not a number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"write_gate_bias must be a number, got {value!r}")
+    return float(value)
+
+
 def _product(decays: Sequence[Tensor]) -> Tensor:
     out = decays[0]
     for a in decays[1:]:

@@ -48,6 +48,7 @@ from memrl.models.linear_attention import (
     LinearTransformerCore,
     feature_activation,
     linear_scan,
+    write_gate_bias_value,
 )
 from memrl.models.relit_chunked import chunked_readout
 
@@ -244,10 +245,8 @@ class ReLiTCore(LinearTransformerCore):
         if update_rule not in UPDATE_RULES:
             raise ValueError(f"update_rule must be one of {UPDATE_RULES}, got {update_rule!r}")
         feature_activation(feature_map)  # validate before building
-        if isinstance(write_gate_bias, bool) or not isinstance(write_gate_bias, (int, float)):
-            raise ValueError(f"write_gate_bias must be a number, got {write_gate_bias!r}")
+        self.write_gate_bias = write_gate_bias_value(write_gate_bias)
         self.update_rule, self.feature_map = update_rule, feature_map
-        self.write_gate_bias = float(write_gate_bias)
         super().__init__(
             input_dim,
             d_model=d_model,

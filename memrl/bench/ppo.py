@@ -54,6 +54,7 @@ from typing import Any
 
 import torch
 
+from memrl.bench.cores import CONTEXT_ARGS, WIDTH_ARGS, scaled_ff
 from memrl.bench.report import write_report
 
 log = logging.getLogger(__name__)
@@ -63,9 +64,6 @@ DEFAULT_CORES = (RLLIB_LSTM, "gru", "gtrxl", "arelit")
 # "<core>+compile": that core acting through torch.compile (model_config compile_acting).
 COMPILE_SUFFIX = "+compile"
 DEFAULT_ENV = "memrl/popgym-PositionOnlyCartPoleEasy-v0"
-# Hyperparameter names, whatever a core calls them (as in ``memrl bench cores``).
-WIDTH_ARGS = ("d_model", "hidden_size")
-CONTEXT_ARGS = ("memory_len", "window")
 
 # Breakdown fields, seconds per iteration (see the module docstring).
 BREAKDOWN = (
@@ -260,7 +258,6 @@ def memrl_core_kwargs(core: str, settings: PPOBenchSettings) -> dict[str, Any]:
     """Width (all; ``d_ff`` at the core's default ratio to ``d_model``), depth (cores whose width
     is ``d_model``; the RNNs keep one layer) and window of ``core`` under its own names, then
     the ``--core-kwargs`` overrides."""
-    from memrl.bench.cores import scaled_ff
     from memrl.models import core_class
 
     params = core_class(core_of(core)).hyperparameters()

@@ -20,7 +20,15 @@ from rich.console import Console
 
 from memrl import checkpoints
 from memrl.config import TrainConfig
-from memrl.progress import IterationMetrics, RunLog, flatten, progress_line, steps_this_iter
+from memrl.progress import (
+    IterationMetrics,
+    RunLog,
+    flatten,
+    progress_line,
+    read_metrics,
+    rewind_metrics,
+    steps_this_iter,
+)
 from memrl.resources import init_ray
 from memrl.session import build_algorithm, check_env, offpolicy_builder, uses_ray
 
@@ -102,9 +110,12 @@ def run_loop(
     algo: Any,
     report: ReportHook,
     start: checkpoints.CheckpointState | None = None,
+    earlier_returns: Sequence[float | None] = (),
 ) -> TrainResult:
     """Train ``algo`` from ``start`` (a resumed run's counters) until ``cfg.stop``.
 
+    ``earlier_returns`` are a resumed run's logged training returns up to ``start``, so that
+    a return target held over several iterations counts those before the resume too.
     After each iteration ``report`` gets the metrics, the flattened result and, when a
     checkpoint is due (:func:`checkpoint_due`), the state to save with it.
     """
@@ -116,14 +127,14 @@ def run_loop(
     run_log = RunLog(cfg.run_dir, tensorboard=cfg.logging.tensorboard)
     t0 = time.perf_counter()
     try:
-        reason = stop_reason(cfg, iteration, env_steps, time_before)
+        returns = list(earlier_returns)
+        reason = stop_reason(cfg, iteration, env_steps, time_before, returns)
         while reason is None:
             metrics, flat = run_iteration(algo, run_log, iteration, env_steps, time_before, t0)
             iteration, env_steps = metrics.iteration, metrics.env_steps
             history.append(metrics)
-            reason = stop_reason(
-                cfg, iteration, env_steps, metrics.time_s, [m.episode_return_mean for m in history]
-            )
+            returns.append(metrics.episode_return_mean)
+            reason = stop_reason(cfg, iteration, env_steps, metrics.time_s, returns)
             state = None
             if checkpoint_due(cfg, iteration, reason is not None):
                 state = checkpoints.CheckpointState(iteration, env_steps, metrics.time_s, cfg.name)
@@ -159,6 +170,15 @@ def train(
     if cfg.algo in ("r2d2", "td3", "qtransformer"):
         offpolicy_builder(cfg.algo)  # an algorithm not installed fails before Ray starts
     start = checkpoints.load_state(resume) if resume is not None else None
+    earlier: list[float | None] = []
+    if start is not None:
+        moved = rewind_metrics(cfg.run_dir, start.iteration)
+        if moved:
+            log.info(
+                "metrics.jsonl: %d line(s) after iteration %d moved to metrics.discarded.jsonl",
+                moved, start.iteration,
+            )  # fmt: skip
+        earlier = [m.get("episode_return_mean") for m in read_metrics(cfg.run_dir)]
     started_ray = init_ray(cfg) if uses_ray(cfg) else False
     algo = None
     try:
@@ -183,7 +203,7 @@ def train(
             log.info("checkpoint: %s", saved)
             return saved
 
-        return run_loop(cfg, algo, report, start)
+        return run_loop(cfg, algo, report, start, earlier)
     finally:
         if algo is not None:
             algo.stop()

@@ -196,6 +196,36 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def rewind_metrics(run_dir: Path, iteration: int) -> int:
+    """Cut ``metrics.jsonl`` back to ``iteration`` for a run resumed from that checkpoint.
+
+    Lines of later iterations (trained after the checkpoint, before the run stopped; the resumed
+    run trains them again) move to ``metrics.discarded.jsonl`` rather than being deleted, so the
+    log reads as one run. Returns how many lines moved. TensorBoard's event files are left as
+    they are (it draws both).
+    """
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return 0
+    kept: list[str] = []
+    dropped: list[str] = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            later = int(json.loads(line)["iteration"]) > iteration
+        except (ValueError, KeyError, TypeError):
+            later = True  # a line cut short when the run was killed
+        (dropped if later else kept).append(line)
+    if dropped:
+        with (path.parent / "metrics.discarded.jsonl").open("a") as stream:
+            stream.write("".join(f"{line}\n" for line in dropped))
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(f"{line}\n" for line in kept))
+        tmp.replace(path)
+    return len(dropped)
+
+
 def setup_logging(level: str = "INFO") -> None:
     """Send memrl's log records to a rich handler of their own.
 

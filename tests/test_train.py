@@ -16,7 +16,7 @@ from tiny import TINY_RUN
 from memrl import checkpoints
 from memrl.config import load_config
 from memrl.evaluate import main as eval_main
-from memrl.progress import read_metrics
+from memrl.progress import read_metrics, rewind_metrics
 from memrl.session import build_algorithm
 from memrl.train import main
 
@@ -142,3 +142,14 @@ def test_eval_of_a_trained_checkpoint_prints_success_and_return(trained_run, cap
     assert rlow <= report["return_mean"] <= rhigh
     # T-Maze returns are bounded: +4 at best, and at least -0.1 per step before -1 or a cut-off
     assert report["return_mean"] <= 4.0
+
+
+def test_rewind_metrics_moves_later_iterations_aside(tmp_path):
+    lines = [json.dumps({"iteration": i, "env_steps": 100 * i}) for i in range(1, 6)]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + '\n{"iteration": 6, "env_')
+    assert rewind_metrics(tmp_path, 3) == 3  # iterations 4, 5 and the line cut short
+    assert [m["iteration"] for m in read_metrics(tmp_path)] == [1, 2, 3]
+    discarded = (tmp_path / "metrics.discarded.jsonl").read_text().splitlines()
+    assert discarded == [lines[3], lines[4], '{"iteration": 6, "env_']
+    assert rewind_metrics(tmp_path, 3) == 0  # nothing left to move
+    assert rewind_metrics(tmp_path / "absent", 3) == 0

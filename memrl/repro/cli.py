@@ -1,9 +1,11 @@
 """``memrl repro SUITE [--seeds N] [--scale cpu|paper] [--jobs K] [--out DIR] [--cells PATTERN]
-[--dry-run]``: run a learning suite and write its report.
+[--checkpoint-every N] [--dry-run]``: run a learning suite and write its report.
 
 SUITE is a name under ``configs/repro/`` (quick, horizon, paper) or a path. Outputs go to
 ``results/repro/<suite>/`` (``<suite>-paper`` at paper scale): ``cells/*.json`` (one per
-finished cell; a rerun skips them), ``results.json``, ``report.md`` and ``<task>.png``.
+finished cell; a rerun skips them), ``results.json``, ``report.md`` and ``<task>.png``. Each
+cell checkpoints every ``--checkpoint-every`` iterations; a cell killed mid-run continues from its
+newest checkpoint on the next invocation (memrl.repro.cell).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 from rich.console import Console
 
 from memrl.config import ConfigError
-from memrl.repro.cells import plan_cells
+from memrl.repro.cells import CHECKPOINT_EVERY, plan_cells
 from memrl.repro.report import write_outputs
 from memrl.repro.runner import load_finished, run_cells, select
 from memrl.repro.suite import load_suite
@@ -37,6 +39,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--cells", default=None, metavar="PATTERN",
                         help="glob(s) on task/core/L<len>/s<seed>, comma-separated")  # fmt: skip
+    parser.add_argument(
+        "--checkpoint-every", type=int, default=CHECKPOINT_EVERY, metavar="N",
+        help="iterations between a cell's checkpoints; a killed cell resumes from its newest "
+        f"(0: only the final one; default {CHECKPOINT_EVERY})",
+    )  # fmt: skip
     parser.add_argument("--dry-run", action="store_true", help="list the cells and exit")
     return parser
 
@@ -54,12 +61,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if value is not None and value < 1:
             console.print(f"[red]memrl repro: --{flag} must be >= 1, got {value}[/red]")
             return 2
+    if args.checkpoint_every < 0:
+        console.print(f"[red]memrl repro: --checkpoint-every must be >= 0, got "
+                      f"{args.checkpoint_every}[/red]")  # fmt: skip
+        return 2
     try:
         spec = load_suite(args.suite)
         assert spec.name is not None
         default_out = spec.name if args.scale == "cpu" else f"{spec.name}-paper"
         out = Path(args.out or Path("results/repro") / default_out).resolve()
-        cells = plan_cells(spec, args.scale, args.seeds or spec.seeds, out)
+        cells = plan_cells(spec, args.scale, args.seeds or spec.seeds, out, args.checkpoint_every)
     except ConfigError as err:
         console.print(f"[red]memrl repro: {err}[/red]", highlight=False, markup=False)
         return 2

@@ -102,6 +102,8 @@ def test_cli_dry_run_and_errors(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "todo  t/gru/L16/s1" in out and "4 cells" in out
     assert main([str(path), "--dry-run", "--cells", "nothing/*"]) == 2
+    assert main([str(path), "--dry-run", "--checkpoint-every", "-1"]) == 2
+    assert "--checkpoint-every must be >= 0, got -1" in capsys.readouterr().out
     path.write_text(yaml.safe_dump(_with(sedes=1)))
     assert main([str(path), "--dry-run"]) == 2
     assert "sedes: unknown key" in capsys.readouterr().out

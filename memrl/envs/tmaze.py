@@ -12,6 +12,12 @@ Observation, ``MultiBinary(3 + num_distractors)`` (int8):
   corridor ``101``, junction ``010``;
 - bits 3.., distractors: zeros at the first step, then i.i.d. fair coin flips at every step.
 
+With ``observation="position"`` the layout is instead the one the ReLiT authors' T-Maze configs
+train on (``tmazev2``, their ``SimplerTMazeWDistractors``, subho406/agalite): two cue bits (up
+``01``, down ``10``) at the first step and ``00`` after it, then the position as a Gray code (8
+bits, more for a corridor longer than 256 cells), then the distractors. The position is seen, so
+walking the corridor needs no memory; the goal arm still does. Dynamics and rewards are the same.
+
 Actions, ``Discrete(4)``: 0 up, 1 down, 2 left, 3 right.
 
 The optimal return is ``4 - 0.1 * (corridor_len - 1)`` (walk right ``corridor_len - 1`` times,
@@ -38,6 +44,11 @@ REWARD_CORRECT = 4.0
 REWARD_WRONG = -1.0
 REWARD_STEP = -0.1
 
+OBSERVATIONS = ("cells", "position")
+# The authors' tmazev2 cue bits (first step only) and their Gray code width.
+POSITION_CUE = {UP: (0, 1), DOWN: (1, 0)}
+GRAY_BITS = 8
+
 # Distractor bits are drawn this many steps at a time: one numpy call per block instead of one
 # per step is what keeps the scalar env above 100k steps/s.
 _BLOCK = 1024
@@ -51,6 +62,8 @@ class TMazeEnv(gym.Env[np.ndarray, np.int64]):
             configs use 120 to 200.
         num_distractors: random bits appended to each observation (the paper uses 6).
         max_steps: time limit; reaching it truncates the episode (>= 1).
+        observation: ``"cells"`` (Bakker's cell-type bits) or ``"position"`` (the authors'
+            tmazev2: cue bits, the position's Gray code; see the module docstring).
 
     Raises:
         ValueError: a kwarg out of range (the message names it and the allowed values).
@@ -66,6 +79,7 @@ class TMazeEnv(gym.Env[np.ndarray, np.int64]):
         num_distractors: int = 0,
         max_steps: int = 5000,
         render_mode: str | None = None,
+        observation: str = "cells",
     ) -> None:
         if not isinstance(corridor_len, (int, np.integer)) or corridor_len < 2:
             raise ValueError(f"corridor_len must be an int >= 2, got {corridor_len!r}")
@@ -73,6 +87,10 @@ class TMazeEnv(gym.Env[np.ndarray, np.int64]):
             raise ValueError(f"num_distractors must be an int >= 0, got {num_distractors!r}")
         if not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
             raise ValueError(f"max_steps must be an int >= 1, got {max_steps!r}")
+        if observation not in OBSERVATIONS:
+            raise ValueError(
+                f"observation must be one of {list(OBSERVATIONS)}, got {observation!r}"
+            )
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(
                 f"render_mode must be one of {[None, *self.metadata['render_modes']]}, "
@@ -82,15 +100,28 @@ class TMazeEnv(gym.Env[np.ndarray, np.int64]):
         self.num_distractors = int(num_distractors)
         self.max_steps = int(max_steps)
         self.render_mode = render_mode
-        self.observation_space = spaces.MultiBinary(3 + self.num_distractors)
+        self.observation = observation
+        # The leading bits of every observation, per position (the distractors follow them).
+        if observation == "cells":
+            self._cells = np.tile(np.array(CORRIDOR, np.int8), (self.corridor_len, 1))
+            self._cells[-1] = JUNCTION
+            cues = {UP: CUE_UP, DOWN: CUE_DOWN}
+        else:
+            width = max(GRAY_BITS, (self.corridor_len - 1).bit_length())
+            gray = [p ^ (p >> 1) for p in range(self.corridor_len)]
+            codes = [[(g >> (width - 1 - i)) & 1 for i in range(width)] for g in gray]
+            self._cells = np.concatenate(
+                [np.zeros((self.corridor_len, 2), np.int8), np.array(codes, np.int8)], axis=1
+            )
+            cues = {g: (*POSITION_CUE[g], *codes[0]) for g in (UP, DOWN)}
+        head = self._cells.shape[1]
+        self.observation_space = spaces.MultiBinary(head + self.num_distractors)
         self.action_space = spaces.Discrete(4)
 
-        n = 3 + self.num_distractors
+        n = head + self.num_distractors
         self._obs_cue = {g: np.zeros(n, np.int8) for g in (UP, DOWN)}
-        self._obs_cue[UP][:3] = CUE_UP
-        self._obs_cue[DOWN][:3] = CUE_DOWN
-        self._corridor = np.array(CORRIDOR, np.int8)
-        self._junction = np.array(JUNCTION, np.int8)
+        for g in (UP, DOWN):
+            self._obs_cue[g][:head] = cues[g]
         self._bits = np.zeros((0, self.num_distractors), np.int8)
         self._bit_i = 0
         self._pos = 0
@@ -99,15 +130,16 @@ class TMazeEnv(gym.Env[np.ndarray, np.int64]):
         self._done = True
 
     def _obs(self) -> np.ndarray:
-        obs = np.empty(3 + self.num_distractors, np.int8)
-        obs[:3] = self._junction if self._pos == self.corridor_len - 1 else self._corridor
+        head = self._cells.shape[1]
+        obs = np.empty(head + self.num_distractors, np.int8)
+        obs[:head] = self._cells[self._pos]
         if self.num_distractors:
             if self._bit_i == len(self._bits):
                 self._bits = self.np_random.integers(
                     0, 2, size=(_BLOCK, self.num_distractors), dtype=np.int8
                 )
                 self._bit_i = 0
-            obs[3:] = self._bits[self._bit_i]
+            obs[head:] = self._bits[self._bit_i]
             self._bit_i += 1
         return obs
 

@@ -162,3 +162,46 @@ def test_make_env_errors() -> None:
         make_env("memrl/TMase-v0")
     with pytest.raises(ValueError, match=r"unknown kwarg\(s\) \['corridor'\].*corridor_len"):
         make_env("memrl/TMaze-v0", corridor=3)
+
+
+def _authors_gray(pos: int, width: int = 8) -> list[int]:
+    """The Gray code as the authors' tmazev2 writes it: MSB-first binary, each bit after the
+    first XOR-ed with the bit before it."""
+    binary = [int(b) for b in np.binary_repr(pos, width=width)]
+    return [binary[0]] + [binary[i - 1] ^ binary[i] for i in range(1, width)]
+
+
+def test_position_observation_is_the_authors_tmazev2_layout() -> None:
+    env = TMazeEnv(corridor_len=200, num_distractors=6, max_steps=1000, observation="position")
+    assert env.observation_space == gym.spaces.MultiBinary(2 + 8 + 6)
+    check_env(env, skip_render_check=True)
+    for goal, cue in ((UP, [0, 1]), (DOWN, [1, 0])):
+        obs, _ = env.reset(seed=3, options={"goal": goal})
+        assert obs.tolist() == cue + _authors_gray(0) + [0] * 6  # no distractors at the start
+        obs, *_ = env.step(LEFT)  # against the wall: still cell 0, the cue gone
+        assert obs[:10].tolist() == [0, 0] + _authors_gray(0)
+        for pos in range(1, 200):
+            obs, reward, terminated, truncated, _ = env.step(RIGHT)
+            assert obs[:10].tolist() == [0, 0] + _authors_gray(pos), pos
+            assert (reward, terminated, truncated) == (-0.1, False, False)
+        # The junction looks like any other cell but for its position; the cued arm pays 4.
+        obs, reward, terminated, _, info = env.step(goal)
+        assert (reward, terminated, info["success"]) == (4.0, True, True)
+    # A corridor past 256 cells gets a wider code.
+    wide = TMazeEnv(corridor_len=300, num_distractors=0, observation="position")
+    assert wide.observation_space == gym.spaces.MultiBinary(2 + 9)
+
+
+def test_position_observation_keeps_dynamics_rewards_and_distractors() -> None:
+    kwargs = {"corridor_len": 5, "num_distractors": 4, "max_steps": 25}
+    cells = _rollout(TMazeEnv(**kwargs), seed=11, steps=2000)
+    position = _rollout(TMazeEnv(**kwargs, observation="position"), seed=11, steps=2000)
+    assert len(cells) == len(position)
+    for a, b in zip(cells, position, strict=True):
+        if len(a) == 4:  # a step: reward, terminated, truncated equal; the distractors too
+            assert a[1:] == b[1:] and a[0][3:] == b[0][10:]
+
+
+def test_bad_observation_names_the_field_and_the_choices() -> None:
+    with pytest.raises(ValueError, match=r"observation must be one of \['cells', 'position'\]"):
+        TMazeEnv(observation="pixels")

@@ -46,7 +46,6 @@ and one recurrent layer that is 140 slots * 128 * 4 B, about 70 KiB (fp32).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -62,24 +61,23 @@ GATES = ("fixed", "lstm")
 class _Gate(nn.Module):
     """Combine the old state ``c`` with a new candidate ``h`` (both [..., d]) per the paper."""
 
-    def __init__(self, d: int, kind: str, keep_bias: float = 1.0) -> None:
+    def __init__(self, d: int, kind: str) -> None:
         super().__init__()
         self.kind = kind
         if kind == "fixed":
             self.candidate = nn.Linear(d, d)
             # sigmoid(1) ~ 0.73: start by keeping most of the old state, as an LSTM forget bias.
-            self.keep_bias = nn.Parameter(torch.full((d,), float(keep_bias)))
+            self.keep_bias = nn.Parameter(torch.ones(d))
         else:
             self.proj = nn.Linear(d, 3 * d)
-            self.forget_offset = float(keep_bias)
 
     def forward(self, c: Tensor, h: Tensor) -> Tensor:
         if self.kind == "fixed":
             keep = torch.sigmoid(self.keep_bias)
             return c * keep + self.candidate(h) * (1 - keep)
         z, i, f = self.proj(h).chunk(3, dim=-1)
-        # The forget (+1) and input (-1) offsets bias the gates toward remembering at init.
-        return c * torch.sigmoid(f + self.forget_offset) + torch.tanh(z) * torch.sigmoid(i - 1)
+        # The -1 / +1 offsets bias the gates toward remembering at initialization.
+        return c * torch.sigmoid(f + 1) + torch.tanh(z) * torch.sigmoid(i - 1)
 
 
 def _mlp(d: int, d_ff: int) -> nn.Sequential:
@@ -91,14 +89,7 @@ class _BlockLayer(nn.Module):
     layers also read and write the state vectors."""
 
     def __init__(
-        self,
-        d: int,
-        heads: int,
-        block_len: int,
-        d_ff: int,
-        num_state: int,
-        gate: str | None,
-        keep_bias: float = 1.0,
+        self, d: int, heads: int, block_len: int, d_ff: int, num_state: int, gate: str | None
     ) -> None:
         super().__init__()
         self.heads = heads
@@ -122,10 +113,10 @@ class _BlockLayer(nn.Module):
         self.state_query_self = nn.Linear(d, d)
         self.state_query_cross = nn.Linear(d, d)
         self.state_out = nn.Linear(2 * d, d)
-        self.state_gate = _Gate(d, gate, keep_bias)
+        self.state_gate = _Gate(d, gate)
         self.state_norm_ff = nn.LayerNorm(d)
         self.state_ff = _mlp(d, d_ff)
-        self.state_ff_gate = _Gate(d, gate, keep_bias)
+        self.state_ff_gate = _Gate(d, gate)
 
     def _heads(self, t: Tensor) -> Tensor:
         return rearrange(t, "b n (h e) -> b h n e", h=self.heads)
@@ -268,15 +259,8 @@ class BlockRecurrentCore(MemoryCore):
     Input x [B, T, input_dim] -> Linear(input_dim, d_model) -> layers -> LayerNorm; output
     [B, T, d_model]. ``recurrent_layers``: Python indices (negative from the top); None = the
     paper's placement, ``-3`` (layer 0 below 3 layers). Raises ValueError on a non-positive size,
-    ``d_model`` not divisible by ``num_heads``, an unknown ``gate``, an out-of-range
-    ``recurrent_layers`` entry or a ``keep_bias`` that is not a finite number.
-
-    ``keep_bias`` (default 1, as before) is where both state gates start: the fixed gate's
-    learned ``b_g``, the lstm gate's forget offset. A state update keeps ``sigmoid(keep_bias)**2``
-    of the old state per block (two gates): 0.53 at 1, 0.91 at 3. With training sequences no
-    longer than a block the update gets little or no gradient (its new state is read in later
-    sequences, from the stored state), so what it keeps at initialisation is most of what a
-    memory beyond the sequence has.
+    ``d_model`` not divisible by ``num_heads``, an unknown ``gate`` or an out-of-range
+    ``recurrent_layers`` entry.
     """
 
     name = "brt"
@@ -293,7 +277,6 @@ class BlockRecurrentCore(MemoryCore):
         d_ff: int = 512,
         gate: str = "fixed",
         recurrent_layers: Sequence[int] | None = None,
-        keep_bias: float = 1.0,
     ) -> None:
         super().__init__(input_dim)
         sizes = dict(
@@ -311,10 +294,6 @@ class BlockRecurrentCore(MemoryCore):
             raise ValueError(f"d_model={d_model} must be divisible by num_heads={num_heads}")
         if gate not in GATES:
             raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
-        if isinstance(keep_bias, bool) or not isinstance(keep_bias, (int, float)):
-            raise ValueError(f"keep_bias must be a number, got {keep_bias!r}")
-        if not math.isfinite(keep_bias):
-            raise ValueError(f"keep_bias must be finite, got {keep_bias!r}")
         if recurrent_layers is None:
             recurrent_layers = (-3,) if num_layers >= 3 else (0,)
         given = [int(i) for i in recurrent_layers]
@@ -335,13 +314,7 @@ class BlockRecurrentCore(MemoryCore):
         self.in_proj = nn.Linear(input_dim, d_model)
         self.layers = nn.ModuleList(
             _BlockLayer(
-                d_model,
-                num_heads,
-                block_len,
-                d_ff,
-                num_state,
-                gate if i in recurrent else None,
-                keep_bias,
+                d_model, num_heads, block_len, d_ff, num_state, gate if i in recurrent else None
             )
             for i in range(num_layers)
         )

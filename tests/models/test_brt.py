@@ -77,14 +77,7 @@ def test_block_length_call_equals_stepping(offset):
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [
-        dict(gate="lstm"),
-        dict(recurrent_layers=[0, 1]),
-        dict(block_len=1),
-        dict(keep_bias=3.0),
-        dict(gate="lstm", keep_bias=-2.0),
-    ],
+    "kwargs", [dict(gate="lstm"), dict(recurrent_layers=[0, 1]), dict(block_len=1)]
 )
 def test_variants_sequence_equals_steps(kwargs):
     core = build(**kwargs)
@@ -107,31 +100,8 @@ def test_variants_sequence_equals_steps(kwargs):
         (dict(recurrent_layers=[2]), "recurrent_layers"),
         (dict(block_len=0), "block_len"),
         (dict(num_heads=3), "num_heads"),
-        (dict(keep_bias="high"), "keep_bias"),
-        (dict(keep_bias=float("nan")), "keep_bias"),
     ],
 )
 def test_bad_hyperparameter_names_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         build(**kwargs)
-
-
-@pytest.mark.parametrize("gate", ["fixed", "lstm"])
-@pytest.mark.parametrize("keep_bias", [1.0, 3.0, -1.0])
-def test_keep_bias_is_the_share_of_the_old_state_each_gate_keeps(gate, keep_bias):
-    """With the candidate switched off, one block's update keeps sigmoid(keep_bias) of the state
-    per gate (two gates per update)."""
-    core = build(num_layers=1, gate=gate, keep_bias=keep_bias)
-    layer = core.layers[0]
-    with torch.no_grad():
-        for g in (layer.state_gate, layer.state_ff_gate):
-            for p in g.parameters():
-                if p.ndim == 2 or gate == "lstm":  # weights (and the lstm gate's biases)
-                    p.zero_()
-            if gate == "fixed":
-                g.candidate.bias.zero_()
-    c = torch.randn(B, S, 16, dtype=torch.float64)
-    kept = torch.sigmoid(torch.tensor(keep_bias, dtype=torch.float64))
-    h = torch.randn_like(c)
-    torch.testing.assert_close(layer.state_gate(c, h), c * kept, atol=1e-12, rtol=0)
-    torch.testing.assert_close(layer.state_ff_gate(c, h), c * kept, atol=1e-12, rtol=0)

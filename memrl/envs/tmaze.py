@@ -114,7 +114,7 @@ class TMazeEnv(gym.Env[np.ndarray, np.int64]):
                 [np.zeros((self.corridor_len, 2), np.int8), np.array(codes, np.int8)], axis=1
             )
             cues = {g: (*POSITION_CUE[g], *codes[0]) for g in (UP, DOWN)}
-        head = self._cells.shape[1]
+        self._head = head = self._cells.shape[1]
         self.observation_space = spaces.MultiBinary(head + self.num_distractors)
         self.action_space = spaces.Discrete(4)
 
@@ -130,7 +130,7 @@ class TMazeEnv(gym.Env[np.ndarray, np.int64]):
         self._done = True
 
     def _obs(self) -> np.ndarray:
-        head = self._cells.shape[1]
+        head = self._head
         obs = np.empty(head + self.num_distractors, np.int8)
         obs[:head] = self._cells[self._pos]
         if self.num_distractors:

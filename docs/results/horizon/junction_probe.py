@@ -23,7 +23,7 @@ from memrl.envs.tmaze import CORRIDOR, CUE_DOWN, CUE_UP, DOWN, JUNCTION, UP
 
 
 def main(root: Path, every: int) -> None:
-    paths = sorted(root.glob("iter_*"))[::every]
+    paths = checkpoints.run_checkpoints(root)[::every]
     if not paths:
         raise SystemExit(f"no iter_* checkpoints under {root}")
     cfg = config_from_dict(checkpoints.load_config_data(paths[0]))

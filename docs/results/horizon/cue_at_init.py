@@ -12,9 +12,9 @@ step 1, with the junction's min and max.
 import numpy as np
 import torch
 
+from memrl.envs.tmaze import CORRIDOR, CUE_DOWN, CUE_UP, JUNCTION
 from memrl.models import make_core
 
-CUE_UP, CUE_DOWN, CORRIDOR, JUNCTION = [0, 1, 1], [1, 1, 0], [1, 0, 1], [0, 1, 0]
 TRANSFORMER = dict(d_model=32, num_layers=1, num_heads=2, d_ff=64)
 CORES = {
     "gru": ("gru", dict(hidden_size=64)),
@@ -29,8 +29,8 @@ CORES = {
 }
 
 
-def episode(cue: list[int]) -> torch.Tensor:
-    return torch.tensor([cue] + [CORRIDOR] * 15 + [JUNCTION], dtype=torch.float32)
+def episode(cue: tuple[int, ...]) -> torch.Tensor:
+    return torch.tensor([cue, *[CORRIDOR] * 15, JUNCTION], dtype=torch.float32)
 
 
 def main() -> None:
